@@ -1,0 +1,1 @@
+"""gossipy: Phoenix Channels over Tornado, clustered without an external service."""
