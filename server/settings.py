@@ -1,0 +1,487 @@
+"""vm.yml + environment overrides -> one validated, immutable Settings object.
+
+This is the only module that reads the process environment. Two document shapes load here:
+
+* the project's ``vm.yml``: ``release``, ``environments`` (build options and a cookie per
+  environment, each optionally overriding run-time sections) and the run-time sections
+  ``node``, ``endpoint`` and ``kernel``;
+* a release's embedded settings: the same run-time sections with one environment already
+  merged in (``flatten`` makes it), so a release boots without the project's vm.yml.
+
+Every error names the file, the key and, where known, the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import yaml
+
+ENV_PORT = "PORT"
+ENV_NODE = "RELEASE_NODE"
+ENV_DISTRIBUTION = "RELEASE_DISTRIBUTION"
+ENV_COOKIE = "RELEASE_COOKIE"
+ENV_SYNC_NODES = "RELEASE_SYNC_NODES"
+ENV_TMP = "RELEASE_TMP"
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NODE_PART = re.compile(r"^[A-Za-z0-9_-]+$")
+_HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_MIN_PROD_COOKIE = 16
+_DEFAULT_LOOKING = re.compile(r"^(cookie|secret|changeme|change_me|gossipy|default|password|replace.*)$",
+                              re.IGNORECASE)
+
+
+class SettingsError(ValueError):
+    """A settings document or override is invalid; the message says where and why."""
+
+
+class Cookie:
+    """The shared cluster secret. Its repr never shows the value, so it cannot leak into logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        return self._value.encode()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cookie) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Cookie(******)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str = "0.0.0.0"
+    port: int = 4000
+    # True: a browser's Origin must name the host the request was sent to (ports ignored, as
+    # in Phoenix); a tuple: the allowed origins; False: any origin (the article's setting).
+    check_origin: bool | tuple[str, ...] = True
+    server_timeout: float = 60.0
+    max_frame_size: int = 64 * 1024
+    max_channels: int = 100
+    outbound_buffer: int = 1024 * 1024
+    shutdown_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """vm.args and the kernel's distribution settings; ``node`` None means not distributed."""
+
+    node: str | None = None
+    longnames: bool = False
+    cookie: Cookie | None = None
+    port: int = 4370
+    bind: str | None = None
+    sync_nodes_optional: tuple[str, ...] = ()
+    sync_nodes_mandatory: tuple[str, ...] = ()
+    sync_nodes_timeout_ms: int = 10_000
+    # Ten seconds rather than Erlang's sixty: a chat user notices a silent partner within
+    # seconds, and ticks cost a few bytes per peer per tick interval (ticktime / 4).
+    net_ticktime: float = 10.0
+
+    @property
+    def host(self) -> str | None:
+        return self.node.split("@", 1)[1] if self.node else None
+
+    @property
+    def listen_address(self) -> str:
+        """Where the distribution port binds: the name's own address for IP long names."""
+        if self.bind:
+            return self.bind
+        host = self.host
+        if self.longnames and host and _is_ip(host):
+            return host
+        return "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    release: str = "gossipy"
+    environment: str | None = None
+    endpoint: Endpoint = Endpoint()
+    distribution: Distribution = Distribution()
+    tmp_dir: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain data, cookie masked: for `bin/gossipy describe` and logs."""
+        data = dataclasses.asdict(self)
+        data["distribution"]["cookie"] = "******" if self.distribution.cookie else None
+        return data
+
+
+# ---- the schema: section -> key -> (type check, description) -------------------------------
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _port(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
+
+
+def _positive_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _string(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _node_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _origin_setting(v: Any) -> bool:
+    return isinstance(v, bool) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
+    "node": {
+        "sname": (_string, "a short node name such as gossipy (gossipy@<short hostname>)"),
+        "name": (_string, "a long node name such as gossipy@127.0.0.1"),
+        "cookie": (_string, "the shared cluster secret"),
+        "dist_port": (_port, "a TCP port number (0-65535)"),
+        "dist_bind": (_string, "an address to bind the distribution port"),
+    },
+    "endpoint": {
+        "host": (_string, "an address to bind the HTTP port"),
+        "port": (_port, "a TCP port number (0-65535)"),
+        "check_origin": (_origin_setting, "true, false, or a list of allowed origins"),
+        "server_timeout": (_positive_number, "seconds, a positive number"),
+        "max_frame_size": (_positive_int, "bytes, a positive integer"),
+        "max_channels": (_positive_int, "a positive integer"),
+        "outbound_buffer": (_positive_int, "bytes, a positive integer"),
+        "shutdown_timeout": (_positive_number, "seconds, a positive number"),
+    },
+    "kernel": {
+        "sync_nodes_optional": (_node_list, "a list of node names"),
+        "sync_nodes_mandatory": (_node_list, "a list of node names"),
+        "sync_nodes_timeout": (lambda v: _positive_int(v) or v == 0, "milliseconds, an integer >= 0"),
+        "net_ticktime": (_positive_number, "seconds, a positive number"),
+    },
+    "release": {
+        "name": (_string, "the release name"),
+        "default_environment": (_string, "the name of an environment"),
+        "environment": (_string, "the environment this release was built for"),
+        "version": (_string, "the release version"),
+        "tmp_dir": (_string, "a writable folder for pid, log and unpacked code"),
+    },
+}
+
+BUILD_SCHEMA: dict[str, tuple[Any, str]] = {
+    "include_python": (_bool, "true or false"),
+    "cookie": (_string, "the shared cluster secret"),
+}
+
+_RUNTIME_SECTIONS = ("node", "endpoint", "kernel")
+
+
+# ---- reading YAML with line numbers ----------------------------------------------------------
+
+class Document:
+    """A parsed settings file: its data, and the line of every key path (for error messages)."""
+
+    def __init__(self, path: str, data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> None:
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+    def where(self, keys: tuple[str, ...]) -> str:
+        while keys and keys not in self.lines:
+            keys = keys[:-1]
+        line = self.lines.get(keys)
+        return f"{self.path}, line {line}" if line else self.path
+
+    def fail(self, keys: tuple[str, ...], message: str) -> SettingsError:
+        return SettingsError(f"{self.where(keys)}: {'.'.join(keys) or '(top level)'}: {message}")
+
+
+def read_document(path: str) -> Document:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read settings: {exc.strerror}") from None
+    return parse_document(text, path)
+
+
+def parse_document(text: str, path: str = "<string>") -> Document:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SettingsError(f"{path}{where}: not valid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a mapping of sections at the top level")
+    lines: dict[tuple[str, ...], int] = {}
+    _record_lines(node, (), lines)
+    return Document(path, data, lines)
+
+
+def _record_lines(node: Any, keys: tuple[str, ...], lines: dict[tuple[str, ...], int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = keys + (str(key_node.value),)
+            lines[child] = key_node.start_mark.line + 1
+            _record_lines(value_node, child, lines)
+
+
+# ---- validation and merging ------------------------------------------------------------------
+
+def _check_section(doc: Document, keys: tuple[str, ...], section: Any,
+                   schema: Mapping[str, tuple[Any, str]]) -> None:
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise doc.fail(keys, "expected a mapping")
+    for key, value in section.items():
+        if key not in schema:
+            raise doc.fail(keys + (str(key),), f"unknown key; expected one of {', '.join(schema)}")
+        check, expected = schema[key]
+        if not check(value):
+            raise doc.fail(keys + (key,), f"expected {expected}, got {value!r}")
+
+
+def _check_runtime(doc: Document, prefix: tuple[str, ...], data: Mapping[str, Any]) -> None:
+    for section in _RUNTIME_SECTIONS:
+        if section in data:
+            _check_section(doc, prefix + (section,), data[section], RUNTIME_SCHEMA[section])
+    node = data.get("node") or {}
+    if "sname" in node and "name" in node:
+        raise doc.fail(prefix + ("node",), "set either sname or name, not both (short and long names do not mix)")
+
+
+def validate(doc: Document) -> None:
+    """Checks a vm.yml or an embedded release document, raising SettingsError on the first fault."""
+    allowed = set(_RUNTIME_SECTIONS) | {"release", "environments"}
+    for key in doc.data:
+        if key not in allowed:
+            raise doc.fail((str(key),), f"unknown section; expected one of {', '.join(sorted(allowed))}")
+    _check_section(doc, ("release",), doc.data.get("release"), RUNTIME_SCHEMA["release"])
+    _check_runtime(doc, (), doc.data)
+    envs = doc.data.get("environments")
+    if envs is None:
+        return
+    if not isinstance(envs, dict) or not envs:
+        raise doc.fail(("environments",), "expected a mapping of environment names")
+    build_keys = {**BUILD_SCHEMA, **{s: (lambda v: True, "") for s in _RUNTIME_SECTIONS}}
+    for name, env in envs.items():
+        keys = ("environments", str(name))
+        _check_section(doc, keys, env, build_keys)
+        _check_runtime(doc, keys, env or {})
+    default = (doc.data.get("release") or {}).get("default_environment")
+    if default is not None and default not in envs:
+        raise doc.fail(("release", "default_environment"), f"no environment named {default!r}")
+
+
+def environment_names(doc: Document) -> list[str]:
+    return list((doc.data.get("environments") or {}).keys())
+
+
+def build_options(doc: Document, env: str) -> dict[str, Any]:
+    """The build options of one environment (include_python, ...), for build.py."""
+    validate(doc)
+    envs = doc.data.get("environments") or {}
+    if env not in envs:
+        raise doc.fail(("environments",), f"no environment named {env!r}; have {', '.join(envs) or 'none'}")
+    options = envs[env] or {}
+    return {key: options.get(key) for key in BUILD_SCHEMA}
+
+
+def flatten(doc: Document, env: str) -> dict[str, Any]:
+    """One environment merged over the run-time sections: what a release embeds.
+
+    ``${VAR}`` references stay as written; they are substituted when the release boots.
+    """
+    options = build_options(doc, env)
+    envs = doc.data["environments"]
+    merged: dict[str, Any] = {}
+    for section in _RUNTIME_SECTIONS:
+        values = dict(doc.data.get(section) or {})
+        override = (envs[env] or {}).get(section) or {}
+        if section == "node" and ({"sname", "name"} & override.keys()):
+            values.pop("sname", None)
+            values.pop("name", None)
+        values.update(override)
+        if section == "node" and options.get("cookie") is not None:
+            values["cookie"] = options["cookie"]
+        if values:
+            merged[section] = values
+    release = {k: v for k, v in (doc.data.get("release") or {}).items() if k != "default_environment"}
+    merged["release"] = {**release, "environment": env}
+    return merged
+
+
+# ---- the environment ----------------------------------------------------------------------------
+
+def _substitute(doc: Document, keys: tuple[str, ...], value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise doc.fail(keys, f"refers to ${{{name}}}, but the environment variable {name} is not set")
+            return environ[name]
+        return _VAR.sub(replace, value)
+    if isinstance(value, list):
+        return [_substitute(doc, keys, v, environ) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(doc, keys + (str(k),), v, environ) for k, v in value.items()}
+    return value
+
+
+def short_hostname() -> str:
+    return socket.gethostname().split(".", 1)[0]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
+
+
+def check_node_name(name: str, longnames: bool, what: str) -> str:
+    """Validates NAME@HOST against the naming mode (sname: no dots; name: dotted or an IP)."""
+    if name.count("@") != 1:
+        raise SettingsError(f"{what}: {name!r} is not a node name of the form NAME@HOST")
+    part, host = name.split("@")
+    if not _NODE_PART.match(part) or not _HOST.match(host):
+        raise SettingsError(f"{what}: {name!r} is not a node name of the form NAME@HOST")
+    dotted = "." in host or ":" in host
+    if longnames and not dotted:
+        raise SettingsError(f"{what}: {name!r} is a short name, but this node uses long names "
+                            f"(name:); short and long names do not mix")
+    if not longnames and dotted:
+        raise SettingsError(f"{what}: {name!r} is a long name, but this node uses short names "
+                            f"(sname:); short and long names do not mix")
+    return name
+
+
+def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str | None, bool]:
+    mode = "name" if "name" in node else "sname" if "sname" in node else None
+    value = node.get(mode) if mode else None
+    if ENV_DISTRIBUTION in environ:
+        mode = environ[ENV_DISTRIBUTION].strip()
+        if mode not in ("sname", "name", "none"):
+            raise SettingsError(f"{ENV_DISTRIBUTION}={mode!r}: expected sname, name or none")
+        if mode == "none":
+            return None, False
+    if ENV_NODE in environ:
+        value = environ[ENV_NODE].strip()
+        if mode is None:
+            mode = "name" if "." in value.partition("@")[2] else "sname"
+    if mode is None or not value:
+        return None, False
+    longnames = mode == "name"
+    if "@" not in value:
+        if longnames:
+            host = socket.getfqdn()
+            if "." not in host:
+                raise SettingsError(f"node name {value!r}: long names need a host; give name: {value}@<fqdn-or-ip>")
+        else:
+            host = short_hostname()
+        value = f"{value}@{host}"
+    return check_node_name(value, longnames, "node name"), longnames
+
+
+def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Document | None = None) -> Settings:
+    """Builds Settings from a flat (already environment-merged) document and the environment."""
+    doc = doc or Document("<settings>", dict(data), {})
+    data = _substitute(doc, (), dict(data), environ)
+    _check_runtime(doc, (), data)
+    endpoint_data = dict(data.get("endpoint") or {})
+    node = dict(data.get("node") or {})
+    kernel = dict(data.get("kernel") or {})
+    release = dict(data.get("release") or {})
+
+    if ENV_PORT in environ:
+        try:
+            endpoint_data["port"] = int(environ[ENV_PORT])
+        except ValueError:
+            raise SettingsError(f"{ENV_PORT}={environ[ENV_PORT]!r}: expected a TCP port number") from None
+        if not _port(endpoint_data["port"]):
+            raise SettingsError(f"{ENV_PORT}={environ[ENV_PORT]!r}: expected a TCP port number (0-65535)")
+    if isinstance(endpoint_data.get("check_origin"), list):
+        endpoint_data["check_origin"] = tuple(endpoint_data["check_origin"])
+    endpoint = Endpoint(**endpoint_data)
+
+    name, longnames = _resolve_node(node, environ)
+    cookie_text = environ.get(ENV_COOKIE, node.get("cookie"))
+    sync_optional = tuple(kernel.get("sync_nodes_optional", ()))
+    if ENV_SYNC_NODES in environ:
+        sync_optional = tuple(n.strip() for n in environ[ENV_SYNC_NODES].split(",") if n.strip())
+    sync_mandatory = tuple(kernel.get("sync_nodes_mandatory", ()))
+    environment = release.get("environment")
+
+    if name is not None:
+        for listed in sync_optional + sync_mandatory:
+            check_node_name(listed, longnames, "sync_nodes")
+        if not cookie_text:
+            raise SettingsError(f"node {name} is distributed but has no cookie: set node.cookie "
+                                f"in vm.yml or {ENV_COOKIE}")
+        if environment == "prod" and (len(cookie_text) < _MIN_PROD_COOKIE or _DEFAULT_LOOKING.match(cookie_text)):
+            raise SettingsError(f"the prod cookie is too weak (empty, default-looking or under "
+                                f"{_MIN_PROD_COOKIE} characters); run `python build.py release.init --force` "
+                                f"for a fresh one, or set {ENV_COOKIE}")
+    distribution = Distribution(
+        node=name,
+        longnames=longnames,
+        cookie=Cookie(cookie_text) if cookie_text else None,
+        port=node.get("dist_port", Distribution.port),
+        bind=node.get("dist_bind"),
+        sync_nodes_optional=sync_optional,
+        sync_nodes_mandatory=sync_mandatory,
+        sync_nodes_timeout_ms=kernel.get("sync_nodes_timeout", Distribution.sync_nodes_timeout_ms),
+        net_ticktime=float(kernel.get("net_ticktime", Distribution.net_ticktime)),
+    )
+    return Settings(
+        release=release.get("name", Settings.release),
+        environment=environment,
+        endpoint=endpoint,
+        distribution=distribution,
+        tmp_dir=environ.get(ENV_TMP, release.get("tmp_dir")),
+    )
+
+
+def load(path: str | None = None, env: str | None = None,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a vm.yml (choosing ``env``, else its default environment), an embedded
+    release document, or, with no path, the built-in defaults; environment variables win."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        return settings_from({}, environ)
+    doc = read_document(path)
+    validate(doc)
+    data = doc.data
+    if "environments" in data:
+        env = env or (data.get("release") or {}).get("default_environment")
+        data = flatten(doc, env) if env else {k: v for k, v in data.items() if k != "environments"}
+    elif env is not None and (data.get("release") or {}).get("environment") not in (None, env):
+        raise doc.fail(("release", "environment"), f"this document was built for "
+                       f"{data['release']['environment']!r}, not {env!r}")
+    return settings_from(data, environ, doc)
