@@ -1,0 +1,149 @@
+"""Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> Tornado app.
+
+The only module that knows every part. The chat app arrives as a list of routes; the cluster
+is switched on by settings alone (a node name in vm.yml or RELEASE_NODE), never by app code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from typing import Any, Iterable
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from . import chat
+from .channels.channel import Channel
+from .channels.socket import Router
+from .channels.websocket import SocketHandler, SocketRegistry
+from .pubsub import PubSub
+from .settings import Settings
+
+log = logging.getLogger("gossipy.node")
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+
+
+class ClusterHandler(tornado.web.RequestHandler):
+    """``GET /cluster``: who this node is and which nodes it is connected to (read-only)."""
+
+    def initialize(self, server: "Server") -> None:
+        self.server = server
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(self.server.cluster_view()))
+
+
+class PageHandler(tornado.web.StaticFileHandler):
+    """The pages people open in a browser, served by every node (no separate web server)."""
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("Cache-Control", "no-cache")
+
+
+class StartupError(Exception):
+    """The node cannot start: a mandatory node did not come, or a port cannot be bound."""
+
+
+class Server:
+    """One gossipy node: its pubsub, its cluster membership (if distributed), its HTTP port."""
+
+    def __init__(self, settings: Settings,
+                 routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES) -> None:
+        self.settings = settings
+        self.pubsub = PubSub()
+        self.registry = SocketRegistry()
+        self.router = Router(routes)
+        self.cluster: Any = None
+        self._http: HTTPServer | None = None
+        self.port = settings.endpoint.port
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name if self.cluster is not None else "nonode@nohost"
+
+    def cluster_view(self) -> dict[str, Any]:
+        nodes = self.cluster.connected_nodes() if self.cluster is not None else []
+        return {"node": self.name, "nodes": nodes}
+
+    def application(self) -> tornado.web.Application:
+        endpoint = self.settings.endpoint
+        return tornado.web.Application(
+            [
+                (r"/socket/websocket", SocketHandler,
+                 dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry)),
+                (r"/cluster", ClusterHandler, dict(server=self)),
+                (r"/(ws\.html)", PageHandler, dict(path=STATIC_DIR)),
+                (r"/static/(.*)", PageHandler, dict(path=STATIC_DIR)),
+            ],
+            websocket_max_message_size=endpoint.max_frame_size,
+        )
+
+    async def start(self) -> None:
+        """Joins the cluster first (boot sync may wait for the listed nodes), then serves."""
+        distribution = self.settings.distribution
+        endpoint = self.settings.endpoint
+        if distribution.node is not None:
+            from .cluster import BootError, ClusterAdapter, Node
+
+            self.cluster = Node(distribution)
+            self.pubsub.adapter = ClusterAdapter(self.cluster, self.pubsub)
+            try:
+                await self.cluster.start()
+            except BootError as exc:
+                raise StartupError(f"boot failed: {exc}") from None
+            except OSError as exc:
+                raise StartupError(f"cannot listen for distribution on "
+                                   f"{distribution.listen_address}:{distribution.port}: {exc.strerror}") from None
+        self._http = HTTPServer(self.application())
+        try:
+            listening = bind_sockets(endpoint.port, endpoint.host)
+        except OSError as exc:
+            if self.cluster is not None:
+                await self.cluster.stop()
+            raise StartupError(f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}") from None
+        self._http.add_sockets(listening)
+        self.port = listening[0].getsockname()[1]
+        log.info("node %s serving websockets on %s:%d%s", self.name, endpoint.host, self.port,
+                 f", distribution on {distribution.listen_address}:{distribution.port}"
+                 if self.cluster is not None else " (not distributed)")
+
+    async def stop(self) -> None:
+        """Stops accepting, closes websockets with 1001 so clients reconnect elsewhere, tells
+        the peers it is leaving, and waits (bounded) for the sockets to finish closing."""
+        log.info("node %s stopping", self.name)
+        if self._http is not None:
+            self._http.stop()
+        self.registry.close_all()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        deadline = asyncio.get_running_loop().time() + self.settings.endpoint.shutdown_timeout
+        while self.registry.handlers and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if self._http is not None:
+            await self._http.close_all_connections()
+        log.info("node %s stopped", self.name)
+
+
+async def run(settings: Settings) -> int:
+    """Runs a node until SIGTERM or SIGINT; the exit status for the process."""
+    server = Server(settings)
+    try:
+        await server.start()
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await server.stop()
+    return 0

@@ -1,0 +1,180 @@
+"""The Phoenix socket: one per websocket, multiplexing channels by topic.
+
+It does no I/O of its own: frames come in through ``receive`` and go out through a
+``Transport`` (the Tornado websocket handler in production, a list in unit tests). It follows
+the frames recorded from Phoenix 1.7 (see ../shared/reference/phoenix-protocol.md) for joins,
+leaves, heartbeats, unmatched topics, duplicate joins, stale join_refs and crashing channels.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Protocol
+
+from ..pubsub import Broadcast, PubSub
+from . import serializer as wire
+from .channel import Channel, JoinRefused, Reply, UnhandledEvent
+from .serializer import DecodeError, Message, Serializer
+
+log = logging.getLogger("gossipy.socket")
+
+# Close codes (RFC 6455): the JS client reconnects after anything but a clean 1000.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_SERVER_ERROR = 1011
+
+
+class Transport(Protocol):
+    def send(self, frame: str) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class Router:
+    """Topic patterns to channel classes, first match wins (Phoenix's ``channel "room:*"``)."""
+
+    def __init__(self, routes: Iterable[tuple[str, type[Channel]]]) -> None:
+        self._routes = list(routes)
+
+    def match(self, topic: str) -> type[Channel] | None:
+        for pattern, channel_class in self._routes:
+            if topic.startswith(pattern[:-1]) if pattern.endswith("*") else topic == pattern:
+                return channel_class
+        return None
+
+
+class PhoenixSocket:
+    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels")
+
+    def __init__(self, transport: Transport, serializer: Serializer, router: Router,
+                 pubsub: PubSub, max_channels: int, peer: str) -> None:
+        self.transport = transport
+        self.serializer = serializer
+        self.router = router
+        self.pubsub = pubsub
+        self.max_channels = max_channels
+        self.peer = peer
+        self.channels: dict[str, Channel] = {}
+
+    # ---- inbound -------------------------------------------------------------------------------
+
+    def receive(self, data: str | bytes) -> None:
+        """Handles one frame from the client."""
+        try:
+            message = self.serializer.decode(data)
+        except DecodeError as exc:
+            # Phoenix's socket process crashes on an undecodable frame: the client sees 1011.
+            log.warning("closing socket from %s: bad frame: %s", self.peer, exc)
+            self.transport.close(CLOSE_SERVER_ERROR, "bad frame")
+            return
+        if not isinstance(message.payload, dict):
+            log.warning("refusing %s on %s from %s: payload is not an object",
+                        message.event, message.topic, self.peer)
+            self._reply(message, None, "error", {"reason": "payload must be an object"})
+            return
+        if message.topic == wire.HEARTBEAT_TOPIC and message.event == wire.HEARTBEAT:
+            self._reply(message, message.join_ref, "ok", {})
+            return
+        channel = self.channels.get(message.topic)
+        if message.event == wire.JOIN:
+            self._join(message, channel)
+        elif channel is None:
+            if message.event == wire.LEAVE:
+                self._reply(message, message.join_ref, "ok", {})
+            else:
+                self._unmatched(message)
+        elif channel.join_ref is not None and message.join_ref != channel.join_ref:
+            # The client raced a close we already sent; Phoenix ignores it without a word.
+            return
+        elif message.event == wire.LEAVE:
+            self._reply(message, message.join_ref, "ok", {})
+            self._end(channel, "leave")
+            self._send(Message(channel.join_ref, channel.join_ref, channel.topic, wire.CLOSE, {}))
+        else:
+            self._handle_in(channel, message)
+
+    def _join(self, message: Message, existing: Channel | None) -> None:
+        channel_class = self.router.match(message.topic)
+        if channel_class is None:
+            self._unmatched(message)
+            return
+        if existing is None and len(self.channels) >= self.max_channels:
+            log.warning("refusing join of %s from %s: over %d channels",
+                        message.topic, self.peer, self.max_channels)
+            self._reply(message, message.join_ref, "error", {"reason": "too many channels joined"})
+            return
+        if existing is not None:
+            self._end(existing, "rejoined")
+        channel = channel_class(message.topic, message.join_ref, self)
+        try:
+            response = channel.join(message.payload)
+        except JoinRefused as refusal:
+            log.info("JOIN %s refused for %s: %s", message.topic, self.peer, refusal.reason)
+            self._reply(message, message.join_ref, "error", {"reason": refusal.reason})
+        except Exception:
+            log.exception("JOIN %s crashed in %s", message.topic, channel_class.__name__)
+            self._reply(message, message.join_ref, "error", {"reason": "join crashed"})
+        else:
+            self.channels[message.topic] = channel
+            self.pubsub.subscribe(message.topic, channel)
+            log.info("JOIN %s to %s from %s", message.topic, channel_class.__name__, self.peer)
+            self._reply(message, message.join_ref, "ok", {} if response is None else response)
+        if existing is not None:
+            self._send(Message(existing.join_ref, existing.join_ref, existing.topic, wire.CLOSE, {}))
+
+    def _handle_in(self, channel: Channel, message: Message) -> None:
+        try:
+            result = channel.handle_in(message.event, message.payload)
+        except UnhandledEvent as exc:
+            log.warning("channel on %s crashed for %s: %s", channel.topic, self.peer, exc)
+            self._crash(channel)
+            return
+        except Exception:
+            log.exception("channel %s on %s crashed handling %r",
+                          type(channel).__name__, channel.topic, message.event)
+            self._crash(channel)
+            return
+        if isinstance(result, Reply):
+            self._reply(message, message.join_ref, result.status, result.response)
+
+    def _crash(self, channel: Channel) -> None:
+        self._end(channel, "crashed")
+        self._send(Message(channel.join_ref, channel.join_ref, channel.topic, wire.ERROR, {}))
+
+    def _unmatched(self, message: Message) -> None:
+        log.warning("ignoring unmatched topic %r (event %r) from %s", message.topic, message.event, self.peer)
+        self._reply(message, None, "error", {"reason": "unmatched topic"})
+
+    def _reply(self, message: Message, join_ref: Any, status: str, response: Any) -> None:
+        self._send(wire.reply(join_ref, message.ref, message.topic, status, response))
+
+    # ---- outbound ------------------------------------------------------------------------------
+
+    def _send(self, message: Message) -> None:
+        self.transport.send(self.serializer.encode(message))
+
+    def push(self, channel: Channel, event: str, payload: Any) -> None:
+        self._send(Message(channel.join_ref, None, channel.topic, event, payload))
+
+    def deliver(self, channel: Channel, message: Broadcast, cache: dict[Any, Any]) -> None:
+        frame = cache.get(self.serializer)
+        if frame is None:
+            frame = cache[self.serializer] = wire.encode_broadcast(self.serializer, message)
+        self.transport.send(frame)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def _end(self, channel: Channel, reason: str) -> None:
+        self.channels.pop(channel.topic, None)
+        self.pubsub.unsubscribe(channel.topic, channel)
+        try:
+            channel.terminate(reason)
+        except Exception:
+            log.exception("terminate of %s on %s failed", type(channel).__name__, channel.topic)
+
+    def closed(self) -> None:
+        """The transport is gone: end every channel."""
+        for channel in list(self.channels.values()):
+            self._end(channel, "closed")

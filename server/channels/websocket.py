@@ -1,0 +1,148 @@
+"""The Tornado websocket transport behind ``/socket/websocket``.
+
+It only moves frames: protocol work is ``PhoenixSocket``'s. What it adds is what a socket
+needs from the network: the serializer chosen by ``?vsn=``, the origin check, a bounded
+outbound buffer (a client that stops reading is cut off instead of growing the node's memory),
+the idle timeout, and closing with 1001 when the node goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado.ioloop import IOLoop
+from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..settings import Endpoint
+from ..pubsub import PubSub
+from .serializer import for_vsn
+from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_UNSUPPORTED, PhoenixSocket, Router
+
+log = logging.getLogger("gossipy.socket")
+
+
+class SocketRegistry:
+    """The live websockets of this node, so shutdown can close them all with 1001."""
+
+    def __init__(self) -> None:
+        self.handlers: set["SocketHandler"] = set()
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "node shutting down") -> None:
+        for handler in list(self.handlers):
+            handler.close(code, reason)
+
+
+def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str) -> bool:
+    """Phoenix's check_origin: True compares the origin's host with the requested host (ports
+    ignored); a tuple lists allowed origins, each matching on whatever parts it spells out."""
+    if check is False:
+        return True
+    parsed = urlsplit(origin)
+    if not parsed.hostname:
+        return False
+    if check is True:
+        requested = urlsplit("//" + host_header).hostname
+        return parsed.hostname == requested
+    for allowed in check:
+        want = urlsplit(allowed if "//" in allowed else "//" + allowed)
+        if (want.hostname == parsed.hostname
+                and (not want.scheme or want.scheme == parsed.scheme)
+                and (want.port is None or want.port == parsed.port)):
+            return True
+    return False
+
+
+class SocketHandler(WebSocketHandler):
+    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint,
+                   registry: SocketRegistry) -> None:
+        self.router = router
+        self.pubsub = pubsub
+        self.endpoint = endpoint
+        self.registry = registry
+        self.socket: PhoenixSocket | None = None
+        self.last_seen = 0.0
+        self._idle_timer: object | None = None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        vsn = self.get_query_argument("vsn", None)
+        self.serializer = for_vsn(vsn)
+        if self.serializer is None:
+            log.warning("refusing websocket from %s: unknown vsn %r", self.request.remote_ip, vsn)
+            self.set_status(403)
+            self.finish(f"unsupported serializer version {vsn!r}\n")
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        allowed = origin_allowed(self.endpoint.check_origin, origin, self.request.host)
+        if not allowed:
+            log.warning("refusing websocket from %s: origin %r not allowed for host %r (check_origin)",
+                        self.request.remote_ip, origin, self.request.host)
+        return allowed
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        assert self.ws_connection is not None
+        self.ws_connection.stream.max_write_buffer_size = self.endpoint.outbound_buffer
+        peer = f"{self.request.remote_ip}"
+        self.socket = PhoenixSocket(self, self.serializer, self.router, self.pubsub,
+                                    self.endpoint.max_channels, peer)
+        self.registry.handlers.add(self)
+        self.last_seen = time.monotonic()
+        self._idle_timer = IOLoop.current().call_later(self.endpoint.server_timeout, self._check_idle)
+
+    def on_message(self, message: str | bytes) -> None:
+        self.last_seen = time.monotonic()
+        if isinstance(message, bytes) and self.serializer.vsn != "1.0.0":
+            log.warning("closing socket from %s: binary frames are not supported", self.request.remote_ip)
+            self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            return
+        assert self.socket is not None
+        self.socket.receive(message)
+
+    def on_ping(self, data: bytes) -> None:
+        self.last_seen = time.monotonic()
+
+    def on_close(self) -> None:
+        self.registry.handlers.discard(self)
+        if self._idle_timer is not None:
+            IOLoop.current().remove_timeout(self._idle_timer)
+            self._idle_timer = None
+        if self.socket is not None:
+            self.socket.closed()
+            self.socket = None
+
+    def _check_idle(self) -> None:
+        idle_for = time.monotonic() - self.last_seen
+        if idle_for >= self.endpoint.server_timeout:
+            self._idle_timer = None
+            log.info("closing socket from %s: idle for %.0f s", self.request.remote_ip, idle_for)
+            self.close(CLOSE_NORMAL, "idle timeout")
+        else:
+            self._idle_timer = IOLoop.current().call_later(
+                self.endpoint.server_timeout - idle_for, self._check_idle)
+
+    # ---- Transport -----------------------------------------------------------------------------
+
+    def send(self, frame: str) -> None:
+        try:
+            self.write_message(frame)
+        except (WebSocketClosedError, StreamClosedError):
+            pass
+        except StreamBufferFullError:
+            # A client that stops reading must not grow the node's memory or slow the others:
+            # drop it at once (a close frame could not get through the full buffer anyway).
+            log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
+                        self.request.remote_ip, self.endpoint.outbound_buffer)
+            assert self.ws_connection is not None
+            self.ws_connection.stream.close()
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        try:
+            super().close(code, reason)
+        except StreamBufferFullError:
+            if self.ws_connection is not None:
+                self.ws_connection.stream.close()

@@ -1,0 +1,126 @@
+"""A small Phoenix Channels client for tests: a real websocket over a real socket (Tornado's
+client), speaking V1 (objects, the article's page) or V2 (arrays, phoenix.js).
+
+Frames come back as ``Frame`` values whatever the version, with the raw text kept for tests
+that check the exact bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any, Callable, NamedTuple
+
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+
+class Frame(NamedTuple):
+    join_ref: Any
+    ref: Any
+    topic: str
+    event: str
+    payload: Any
+    raw: str
+
+
+class Closed(Exception):
+    def __init__(self, code: int | None, reason: str | None) -> None:
+        super().__init__(f"websocket closed (code {code}, reason {reason!r})")
+        self.code = code
+        self.reason = reason
+
+
+class PhoenixClient:
+    def __init__(self, conn: WebSocketClientConnection, vsn: str | None) -> None:
+        self.conn = conn
+        self.vsn = vsn
+        self._refs = itertools.count(1)
+        self.join_refs: dict[str, str] = {}
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1", vsn: str | None = None,
+                      headers: dict[str, str] | None = None, timeout: float = 5.0) -> "PhoenixClient":
+        query = f"?vsn={vsn}" if vsn else ""
+        request = HTTPRequest(f"ws://{host}:{port}/socket/websocket{query}", headers=headers or {},
+                              connect_timeout=timeout, request_timeout=timeout)
+        conn = await asyncio.wait_for(websocket_connect(request), timeout)
+        return cls(conn, vsn)
+
+    @property
+    def v2(self) -> bool:
+        return self.vsn == "2.0.0"
+
+    def next_ref(self) -> str:
+        return str(next(self._refs))
+
+    async def send_raw(self, data: str | bytes) -> None:
+        await self.conn.write_message(data, binary=isinstance(data, bytes))
+
+    async def push(self, topic: str, event: str, payload: Any = None, *,
+                   ref: Any = "auto", join_ref: Any = "auto") -> Any:
+        """Sends one message; returns its ref. ``join_ref`` defaults to the topic's join ref."""
+        ref = self.next_ref() if ref == "auto" else ref
+        payload = {} if payload is None else payload
+        if join_ref == "auto":
+            join_ref = self.join_refs.get(topic)
+        if self.v2:
+            text = json.dumps([join_ref, ref, topic, event, payload])
+        else:
+            text = json.dumps({"topic": topic, "event": event, "payload": payload, "ref": ref})
+        await self.send_raw(text)
+        return ref
+
+    async def receive(self, timeout: float = 5.0) -> Frame:
+        text = await asyncio.wait_for(self.conn.read_message(), timeout)
+        if text is None:
+            raise Closed(self.conn.close_code, self.conn.close_reason)
+        data = json.loads(text)
+        if isinstance(data, list):
+            return Frame(*data, raw=text)
+        return Frame(data.get("join_ref"), data["ref"], data["topic"], data["event"], data["payload"], raw=text)
+
+    async def receive_until(self, match: Callable[[Frame], bool], timeout: float = 5.0) -> Frame:
+        """The first frame that matches, skipping others (e.g. broadcasts while awaiting a reply)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise asyncio.TimeoutError("no matching frame")
+            frame = await self.receive(remaining)
+            if match(frame):
+                return frame
+
+    async def reply_to(self, ref: Any, timeout: float = 5.0) -> Frame:
+        return await self.receive_until(lambda f: f.event == "phx_reply" and f.ref == ref, timeout)
+
+    async def join(self, topic: str, payload: Any = None, timeout: float = 5.0) -> Frame:
+        """Joins ``topic``; returns the reply frame (check ``payload["status"]``)."""
+        ref = self.next_ref()
+        join_ref = ref if self.v2 else None
+        self.join_refs[topic] = join_ref
+        await self.push(topic, "phx_join", payload, ref=ref, join_ref=join_ref)
+        return await self.reply_to(ref, timeout)
+
+    async def shout(self, topic: str, payload: Any) -> Any:
+        return await self.push(topic, "shout", payload)
+
+    async def expect_close(self, timeout: float = 5.0) -> int | None:
+        """Reads until the server closes the websocket; returns the close code."""
+        try:
+            while True:
+                await self.receive(timeout)
+        except Closed as closed:
+            return closed.code
+
+    async def assert_silent(self, for_seconds: float = 0.3) -> None:
+        """Asserts that nothing arrives for a while."""
+        try:
+            frame = await self.receive(for_seconds)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"expected no frame, got {frame.raw}")
+
+    def close(self) -> None:
+        self.conn.close()
