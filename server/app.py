@@ -80,6 +80,7 @@ class Server:
                 (r"/socket/websocket", SocketHandler,
                  dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
+                (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),
                 (r"/(ws\.html)", PageHandler, dict(path=STATIC_DIR)),
                 (r"/static/(.*)", PageHandler, dict(path=STATIC_DIR)),
             ],
