@@ -1,0 +1,20 @@
+# The gossipy node image, as in the article: the release tarball unpacked under /www/gossipy.
+# Build the release first: python build.py release --env=prod
+# The base must be the build machine's OS (include_python bundles the build machine's Python);
+# with no registry reachable, make it with: python3 tests/e2e/baseimage.py
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+
+# The runtime's one system library: Python's ssl module (imported by Tornado) needs libssl3,
+# which the minbase image lacks (the article's image needed libssl for crypto too).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libssl3 \
+    && rm -rf /var/lib/apt/lists/*
+
+EXPOSE 4000
+ENV PORT=4000
+# ADD unpacks a local tar.gz into the folder.
+ADD _build/prod/rel/gossipy/releases/0.0.1/gossipy.tar.gz /www/gossipy
+WORKDIR /www/gossipy
+# Exec form: bin/gossipy is PID 1 and gets docker's signals itself.
+ENTRYPOINT ["./bin/gossipy", "foreground"]
