@@ -27,7 +27,12 @@ CLOSE_SERVER_ERROR = 1011
 
 
 class Transport(Protocol):
-    def send(self, frame: str) -> None: ...
+    """Moves frames. ``prepare_frame`` turns a frame's text into what ``send_frame`` writes,
+    so a broadcast is prepared once and the same object is written to every socket."""
+
+    def prepare_frame(self, text: str) -> Any: ...
+
+    def send_frame(self, frame: Any) -> None: ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -153,7 +158,7 @@ class PhoenixSocket:
     # ---- outbound ------------------------------------------------------------------------------
 
     def _send(self, message: Message) -> None:
-        self.transport.send(self.serializer.encode(message))
+        self.transport.send_frame(self.transport.prepare_frame(self.serializer.encode(message)))
 
     def push(self, channel: Channel, event: str, payload: Any) -> None:
         self._send(Message(channel.join_ref, None, channel.topic, event, payload))
@@ -161,8 +166,9 @@ class PhoenixSocket:
     def deliver(self, channel: Channel, message: Broadcast, cache: dict[Any, Any]) -> None:
         frame = cache.get(self.serializer)
         if frame is None:
-            frame = cache[self.serializer] = wire.encode_broadcast(self.serializer, message)
-        self.transport.send(frame)
+            frame = cache[self.serializer] = self.transport.prepare_frame(
+                wire.encode_broadcast(self.serializer, message))
+        self.transport.send_frame(frame)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 

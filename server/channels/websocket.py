@@ -9,13 +9,14 @@ the idle timeout, and closing with 1001 when the node goes away.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamBufferFullError, StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketHandler
 
 from ..settings import Endpoint
 from ..pubsub import PubSub
@@ -25,15 +26,42 @@ from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_UNSUPPORTED, PhoenixSo
 log = logging.getLogger("gossipy.socket")
 
 
+def text_frame(text: str) -> bytes:
+    """A complete, unmasked, uncompressed websocket text frame (RFC 6455 5.2): built once per
+    broadcast and written as-is to every socket, instead of re-framed per socket."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
 class SocketRegistry:
-    """The live websockets of this node, so shutdown can close them all with 1001."""
+    """The live websockets of this node, so shutdown can close them all with 1001, and the
+    ones with frames waiting, so each gets one write per event-loop iteration however many
+    broadcasts reached it in that iteration."""
 
     def __init__(self) -> None:
         self.handlers: set["SocketHandler"] = set()
+        self._waiting: list["SocketHandler"] = []
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "node shutting down") -> None:
         for handler in list(self.handlers):
             handler.close(code, reason)
+
+    def flush_soon(self, handler: "SocketHandler") -> None:
+        if not self._waiting:
+            IOLoop.current().add_callback(self._flush)
+        self._waiting.append(handler)
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for handler in waiting:
+            handler.flush_outbox()
 
 
 def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str) -> bool:
@@ -66,6 +94,8 @@ class SocketHandler(WebSocketHandler):
         self.socket: PhoenixSocket | None = None
         self.last_seen = 0.0
         self._idle_timer: object | None = None
+        self._outbox: list[bytes] = []
+        self._outbox_size = 0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         vsn = self.get_query_argument("vsn", None)
@@ -127,20 +157,46 @@ class SocketHandler(WebSocketHandler):
 
     # ---- Transport -----------------------------------------------------------------------------
 
-    def send(self, frame: str) -> None:
+    prepare_frame = staticmethod(text_frame)
+
+    def send_frame(self, frame: bytes) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        if not self._outbox:
+            self.registry.flush_soon(self)
+        self._outbox.append(frame)
+        self._outbox_size += len(frame)
+        if self._outbox_size > self.endpoint.outbound_buffer:
+            self._drop_slow_consumer()
+
+    def flush_outbox(self) -> None:
+        """Writes every waiting frame in one go (called once per loop iteration)."""
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
+        self._outbox.clear()
+        self._outbox_size = 0
+        if self.ws_connection is None or self.ws_connection.stream.closed():
+            return
         try:
-            self.write_message(frame)
-        except (WebSocketClosedError, StreamClosedError):
+            self.ws_connection.stream.write(data)
+        except StreamClosedError:
             pass
         except StreamBufferFullError:
-            # A client that stops reading must not grow the node's memory or slow the others:
-            # drop it at once (a close frame could not get through the full buffer anyway).
-            log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
-                        self.request.remote_ip, self.endpoint.outbound_buffer)
-            assert self.ws_connection is not None
-            self.ws_connection.stream.close()
+            self._drop_slow_consumer()
+
+    def _drop_slow_consumer(self) -> None:
+        # A client that stops reading must not grow the node's memory or slow the others:
+        # drop it at once (a close frame could not get through the full buffer anyway).
+        log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
+                    self.request.remote_ip, self.endpoint.outbound_buffer)
+        self._outbox.clear()
+        self._outbox_size = 0
+        assert self.ws_connection is not None
+        self.ws_connection.stream.close()
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.flush_outbox()
         try:
             super().close(code, reason)
         except StreamBufferFullError:
