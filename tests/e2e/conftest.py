@@ -1,0 +1,99 @@
+"""Fixtures for the e2e tests: a reachable Docker engine (skip locally, fail under CI=true),
+the base image, release trees built once per session, and compose projects removed pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Callable, Iterator
+
+import docker
+import pytest
+from docker.errors import DockerException
+
+import baseimage
+import harness
+from harness import Cluster, ReleaseTree
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _progress_to_terminal(request: pytest.FixtureRequest) -> None:
+    """Progress lines go to the terminal as they happen, so a CI log shows where a run stopped."""
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        harness.set_log_sink(lambda line: reporter.write_line(line))
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except DockerException as exc:
+        message = f"no Docker engine reachable (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}): {exc}"
+        if IN_CI:
+            pytest.fail(f"CI=true and {message}; .ci/run starts dockerd", pytrace=False)
+        pytest.skip(f"{message}; run `bash .ci/setup-machine` to start one")
+    try:
+        harness.compose_command()
+    except harness.CommandError as exc:
+        if IN_CI:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+    baseimage.ensure_base_image(client, log=harness.log)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def trees_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    path = tmp_path_factory.mktemp("e2e-trees")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)  # the release builds are tens of MB each
+
+
+@pytest.fixture(scope="session")
+def base_tree(docker_client, trees_dir) -> ReleaseTree:
+    """The repository as it is, released with `python build.py release --env=prod`."""
+    tree = ReleaseTree.copy_repository(trees_dir / "base")
+    tree.release()
+    return tree
+
+
+@pytest.fixture(scope="session")
+def three_node_tree(base_tree: ReleaseTree, trees_dir) -> ReleaseTree:
+    """The article's ws3 step on a copy: ws3 in the compose file and in the prod sync_nodes,
+    then `release.clean` and `release`."""
+    tree = base_tree.copy(trees_dir / "three")
+    tree.add_compose_service("ws3", harness.HOST_PORTS["ws3"])
+    tree.add_sync_node(harness.node("ws3"))
+    assert harness.node("ws3") in tree.prod_sync_nodes(), f"{tree.vm_yml}: the edit did not take"
+    tree.build("release.clean")
+    assert not tree.tarball.exists(), f"release.clean left {tree.tarball}"
+    tree.release()
+    return tree
+
+
+@pytest.fixture
+def make_cluster(docker_client) -> Iterator[Callable[[ReleaseTree], Cluster]]:
+    """Makes compose projects; removes all they created when the test ends, pass or fail."""
+    made: list[Cluster] = []
+
+    def make(tree: ReleaseTree) -> Cluster:
+        cluster = Cluster(docker_client, tree)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.remove()

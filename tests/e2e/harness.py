@@ -1,0 +1,382 @@
+"""The e2e harness: release trees, compose projects of real containers, and the chat checks.
+
+* :class:`ReleaseTree` — a temporary copy of the repository's files where ``build.py`` runs,
+  so a test may edit vm.yml or the compose file and rebuild without touching the repository.
+* :class:`Cluster` — one compose project (a unique name per test) driven through the compose
+  CLI and the Docker SDK; :meth:`Cluster.remove` deletes every container, network and image
+  it made, and is called pass or fail.
+* chat helpers over :class:`PhoenixClient` (real websockets from the host to 127.0.0.1).
+
+Every step prints a timestamped progress line through :func:`log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import docker
+import yaml
+from docker.errors import DockerException, NotFound
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from phoenix_client import Closed, PhoenixClient  # noqa: E402  (tests/ is not a package)
+
+REPO = Path(__file__).resolve().parents[2]
+TARBALL = Path("_build/prod/rel/gossipy/releases/0.0.1/gossipy.tar.gz")
+HOST_PORTS = {"ws1": 4001, "ws2": 4002, "ws3": 4003}
+TOPIC = "room:1"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+RUN_LABEL = "gossipy.e2e.run"
+COMMAND_TIMEOUT = 600  # seconds for one build or compose command
+
+_sink: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def set_log_sink(sink: Callable[[str], None]) -> None:
+    """Where progress lines go (the conftest points it at pytest's terminal, past capture)."""
+    global _sink
+    _sink = sink
+
+
+def log(message: str) -> None:
+    _sink(f"[{time.strftime('%H:%M:%S')}] e2e: {message}")
+
+
+def node(service: str) -> str:
+    return f"gossipy@{service}"
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+class CommandError(AssertionError):
+    pass
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None,
+        timeout: float = COMMAND_TIMEOUT) -> str:
+    """Runs a command to completion; returns its output, or raises with the output's tail."""
+    started = time.monotonic()
+    try:
+        result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stdout or b"")[-3000:]
+        raise CommandError(f"`{' '.join(command)}` (in {cwd}) still running after {timeout} s:\n{tail}") from None
+    if result.returncode != 0:
+        raise CommandError(f"`{' '.join(command)}` (in {cwd}) exited with {result.returncode}:\n"
+                           f"{result.stdout[-4000:]}")
+    log(f"  `{' '.join(command)}` ok in {time.monotonic() - started:.1f} s")
+    return result.stdout
+
+
+def compose_command() -> list[str]:
+    """Compose v2 (`docker compose`) when the plugin is there, else Debian's v1 `docker-compose`."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise CommandError("neither `docker compose` nor `docker-compose` found (apt-get install docker-compose)")
+
+
+# ---- release trees ---------------------------------------------------------------------------
+
+class ReleaseTree:
+    """A copy of the repository's files in ``path``; builds and edits happen there."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def copy_repository(cls, dest: Path) -> "ReleaseTree":
+        """The files git knows of (tracked, or new and not ignored), as the working tree has them."""
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+        count = 0
+        for name in filter(None, listed):
+            source = REPO / name
+            if not source.is_file():  # deleted in the working tree
+                continue
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            count += 1
+        log(f"copied {count} files of {REPO} to {dest}")
+        return cls(dest)
+
+    def copy(self, dest: Path) -> "ReleaseTree":
+        """A copy of this tree, build outputs included."""
+        shutil.copytree(self.path, dest, symlinks=True)
+        log(f"copied {self.path} to {dest}")
+        return ReleaseTree(dest)
+
+    @property
+    def tarball(self) -> Path:
+        return self.path / TARBALL
+
+    def build(self, *args: str) -> str:
+        log(f"python build.py {' '.join(args)} (in {self.path})")
+        return run([sys.executable, "build.py", *args], cwd=self.path)
+
+    def release(self) -> Path:
+        self.build("release", "--env=prod")
+        if not self.tarball.is_file():
+            raise CommandError(f"`build.py release --env=prod` made no {TARBALL} in {self.path}")
+        log(f"release tarball {self.tarball.stat().st_size / 1e6:.1f} MB")
+        return self.tarball
+
+    @property
+    def vm_yml(self) -> Path:
+        return self.path / "vm.yml"
+
+    def prod_sync_nodes(self) -> list[str]:
+        """The prod environment's kernel.sync_nodes_optional, as the settings module reads it."""
+        out = run([sys.executable, "-m", "server", "--config", str(self.vm_yml), "--env", "prod", "describe"],
+                  cwd=self.path)
+        return list(json.loads(out)["distribution"]["sync_nodes_optional"])
+
+    def add_sync_node(self, name: str) -> None:
+        """Appends ``name`` to the prod environment's kernel.sync_nodes_optional in vm.yml."""
+        data = yaml.safe_load(self.vm_yml.read_text())
+        try:
+            prod = data["environments"]["prod"]
+        except (KeyError, TypeError):
+            raise CommandError(f"{self.vm_yml}: no environments.prod section") from None
+        current = self.prod_sync_nodes()
+        prod.setdefault("kernel", {})["sync_nodes_optional"] = current + [name]
+        self.vm_yml.write_text(yaml.safe_dump(data, sort_keys=False))
+        log(f"{self.vm_yml}: environments.prod.kernel.sync_nodes_optional += {name}")
+
+    def add_compose_service(self, service: str, host_port: int) -> None:
+        """Adds a service as the article does: build ., hostname, one published HTTP port."""
+        path = self.path / "docker-compose.yml"
+        data = yaml.safe_load(path.read_text())
+        data["services"][service] = {"build": ".", "hostname": service, "ports": [f"{host_port}:4000"]}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        log(f"{path}: service {service} added (port {host_port}:4000)")
+
+
+# ---- clusters --------------------------------------------------------------------------------
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def cluster_view(port: int) -> dict[str, Any] | None:
+    """``GET /cluster`` on a node's published port; None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+def wait_serving(port: int, timeout: float = 30.0) -> float:
+    """Waits until a node answers ``GET /cluster`` on ``port``; returns when (time.monotonic)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cluster_view(port) is not None:
+            return time.monotonic()
+        time.sleep(0.05)
+    raise AssertionError(f"nothing answered GET http://127.0.0.1:{port}/cluster within {timeout} s")
+
+
+class Cluster:
+    """One compose project: containers ws1, ws2 (, ws3) from a release tree's compose file."""
+
+    def __init__(self, client: docker.DockerClient, tree: ReleaseTree) -> None:
+        self.client = client
+        self.tree = tree
+        self.project = f"gossipye2e{uuid.uuid4().hex[:10]}"
+        self.compose = compose_command()
+        self.extra: list[str] = []  # ids of containers started outside compose
+
+    def _compose(self, *args: str, tree: ReleaseTree | None = None) -> str:
+        tree = tree or self.tree
+        return run([*self.compose, "-p", self.project, "-f", str(tree.path / "docker-compose.yml"), *args],
+                   cwd=tree.path)
+
+    def up(self, *services: str, tree: ReleaseTree | None = None) -> None:
+        """``compose up -d [services]`` (builds the images from the tree's release tarball)."""
+        wanted = services or tuple(yaml.safe_load((self.tree.path / "docker-compose.yml").read_text())["services"])
+        busy = [HOST_PORTS[s] for s in wanted if s in HOST_PORTS and port_answers(HOST_PORTS[s])]
+        if busy:
+            raise CommandError(f"127.0.0.1 port(s) {busy} already in use: another cluster running? (`docker ps`)")
+        log(f"{self.project}: compose up {' '.join(services) or '(all)'}")
+        self._compose("up", "-d", *services, tree=tree)
+
+    def kill(self, service: str) -> None:
+        log(f"{self.project}: compose kill {service}")
+        self._compose("kill", service)
+
+    def start(self, service: str) -> None:
+        log(f"{self.project}: compose start {service}")
+        self._compose("start", service)
+
+    def container(self, service: str):
+        found = self.client.containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}",
+                                                                         f"{SERVICE_LABEL}={service}"]})
+        if len(found) != 1:
+            raise CommandError(f"{self.project}: expected one container for service {service}, found {len(found)}")
+        return found[0]
+
+    def started_at(self, service: str) -> tuple[str, str]:
+        """(container id, State.StartedAt): both unchanged means the node was not restarted."""
+        container = self.container(service)
+        container.reload()
+        return container.id, container.attrs["State"]["StartedAt"]
+
+    def logs(self, service_or_id: str) -> str:
+        container = (self.client.containers.get(service_or_id) if service_or_id in self.extra
+                     else self.container(service_or_id))
+        return container.logs().decode(errors="replace")
+
+    def network(self) -> str:
+        return f"{self.project}_default"
+
+    def run_extra(self, hostname: str, environment: dict[str, str], like: str = "ws1") -> str:
+        """Starts a container from ``like``'s image on the project's network; returns its id."""
+        image = self.container(like).image
+        log(f"{self.project}: starting extra node {hostname} from {like}'s image, env {sorted(environment)}")
+        container = self.client.containers.run(
+            image.id, detach=True, name=f"{self.project}_{hostname}", hostname=hostname,
+            network=self.network(), environment=environment,
+            labels={PROJECT_LABEL: self.project, RUN_LABEL: self.project})
+        self.extra.append(container.id)
+        return container.id
+
+    def exec(self, service: str, *command: str) -> tuple[int, str]:
+        log(f"{self.project}: docker exec {service} {' '.join(command)}")
+        result = self.container(service).exec_run(list(command), workdir="/www/gossipy")
+        return result.exit_code, result.output.decode(errors="replace")
+
+    def wait_mesh(self, services: Iterable[str], timeout: float = 40.0) -> float:
+        """Polls every node's /cluster until each lists all the others; returns the seconds taken."""
+        services = list(services)
+        want = {node(s): {node(o) for o in services if o != s} for s in services}
+        log(f"{self.project}: waiting for the mesh {sorted(want)}")
+        started = time.monotonic()
+        deadline = started + timeout
+        views: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            views = {s: cluster_view(HOST_PORTS[s]) for s in services}
+            if all(v is not None and v.get("node") == node(s) and set(v.get("nodes", ())) >= want[node(s)]
+                   for s, v in views.items()):
+                took = time.monotonic() - started
+                log(f"{self.project}: mesh complete after {took:.2f} s")
+                return took
+            time.sleep(0.1)
+        raise AssertionError(f"{self.project}: no full mesh of {services} within {timeout} s; "
+                             f"last /cluster views: {views}\n{self.describe_state()}")
+
+    def describe_state(self) -> str:
+        """Container states and log tails, for failure messages."""
+        lines = []
+        for container in self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}):
+            lines.append(f"--- {container.name}: {container.status}")
+            lines.append(container.logs(tail=25).decode(errors="replace"))
+        return "\n".join(lines)
+
+    def remove(self) -> None:
+        """Removes everything the project made: containers, networks, images. Never raises."""
+        log(f"{self.project}: removing containers, networks and images")
+        for container_id in self.extra:  # first: compose does not know them, they hold the network
+            try:
+                self.client.containers.get(container_id).remove(force=True, v=True)
+            except DockerException as exc:
+                log(f"{self.project}: cannot remove container {container_id[:12]}: {exc}")
+        try:
+            self._compose("down", "--rmi", "local", "--volumes", "--remove-orphans", "--timeout", "5")
+        except (CommandError, OSError) as exc:
+            log(f"{self.project}: compose down failed, sweeping with the SDK: {exc}")
+        self._sweep()
+
+    def _sweep(self) -> None:
+        labels = {"label": f"{PROJECT_LABEL}={self.project}"}
+        try:
+            for container in self.client.containers.list(all=True, filters=labels):
+                log(f"  removing container {container.name}")
+                container.remove(force=True, v=True)
+            for network in self.client.networks.list(filters=labels):
+                log(f"  removing network {network.name}")
+                network.remove()
+            prefix = re.compile(rf"^{self.project}[-_]")
+            for image in self.client.images.list():
+                if any(prefix.match(tag) for tag in image.tags):
+                    log(f"  removing image {image.tags}")
+                    self.client.images.remove(image.id, force=True)
+        except (DockerException, NotFound) as exc:
+            log(f"{self.project}: cleanup error (remove by hand: docker ps -a --filter label={PROJECT_LABEL}={self.project}): {exc}")
+
+
+# ---- chat ------------------------------------------------------------------------------------
+
+JOIN_REPLY = {"event": "phx_reply", "payload": {"status": "ok", "response": {}}, "topic": TOPIC}
+
+
+async def join_room(port: int) -> PhoenixClient:
+    """A websocket from the host to 127.0.0.1:``port``, joined to room:1 (checks the reply)."""
+    client = await PhoenixClient.connect(port)
+    reply = await client.join(TOPIC)
+    frame = json.loads(reply.raw)
+    assert {k: frame[k] for k in ("event", "payload", "topic")} == JOIN_REPLY, f"join on :{port}: {reply.raw}"
+    assert frame["ref"] == reply.ref and reply.ref is not None, f"join on :{port}: {reply.raw}"
+    client.port = port  # type: ignore[attr-defined]  # for messages
+    return client
+
+
+def where(client: PhoenixClient) -> str:
+    return f":{getattr(client, 'port', '?')}"
+
+
+async def assert_chat(sender: PhoenixClient, receivers: list[PhoenixClient], message: str,
+                      timeout: float = 5.0) -> None:
+    """``sender`` shouts; every receiver (list the sender too) gets exactly the broadcast frame."""
+    await sender.shout(TOPIC, {"message": message})
+    expected = {"event": "shout", "payload": {"message": message}, "ref": None, "topic": TOPIC}
+
+    async def one(client: PhoenixClient) -> None:
+        frame = await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message},
+                                           timeout)
+        got = json.loads(frame.raw)
+        assert {k: got.get(k) for k in expected} == expected, f"on {where(client)}: {frame.raw}"
+
+    results = await asyncio.gather(*(one(c) for c in receivers), return_exceptions=True)
+    missing = [where(c) for c, r in zip(receivers, results) if isinstance(r, BaseException)]
+    assert not missing, (f"shout {message!r} from {where(sender)} did not reach the clients on "
+                         f"{missing}: {[r for r in results if isinstance(r, BaseException)]}")
+
+
+async def assert_disconnected(client: PhoenixClient, timeout: float = 15.0) -> None:
+    try:
+        while True:
+            await client.receive(timeout)
+    except Closed:
+        return
+    except asyncio.TimeoutError:
+        raise AssertionError(f"the client on {where(client)} is still connected after {timeout} s") from None
+
+
+def close_all(clients: Iterable[PhoenixClient]) -> None:
+    for client in clients:
+        client.close()

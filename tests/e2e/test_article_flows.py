@@ -1,0 +1,176 @@
+"""The article's flows against real containers (issue 5), one test each.
+
+Clients are real websockets from the host to 127.0.0.1:4001/4002/4003 (the published ports);
+each test has its own compose project, removed at the end pass or fail (conftest.make_cluster).
+Blocking Docker calls run in a thread (``asyncio.to_thread``) so the open websockets keep
+being served meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+
+from harness import (HOST_PORTS, assert_chat, assert_disconnected, close_all, cluster_view, join_room, log,
+                     node, wait_serving)
+
+to_thread = asyncio.to_thread
+
+
+def test_two_nodes_chat(base_tree, make_cluster):
+    """Flow 1: `docker-compose up`; clients on 4001 and 4002 join room:1; shouts from either
+    reach both."""
+    cluster = make_cluster(base_tree)
+    cluster.up()
+    cluster.wait_mesh(["ws1", "ws2"])
+
+    async def flow() -> None:
+        a = await join_room(HOST_PORTS["ws1"])
+        b = await join_room(HOST_PORTS["ws2"])
+        try:
+            await assert_chat(a, [a, b], "hi from ws1")
+            await assert_chat(b, [a, b], "hi from ws2")
+        finally:
+            close_all([a, b])
+
+    asyncio.run(flow())
+
+
+def test_kill_and_restart_ws2(base_tree, make_cluster):
+    """Flow 2: `docker-compose kill ws2` drops ws2's clients while ws1's keep chatting;
+    `docker-compose start ws2` brings it back into the mesh and new clients on 4002 chat with
+    ws1's."""
+    cluster = make_cluster(base_tree)
+    cluster.up()
+    cluster.wait_mesh(["ws1", "ws2"])
+    ws1_before = cluster.started_at("ws1")
+
+    async def flow() -> None:
+        a1 = await join_room(HOST_PORTS["ws1"])
+        a2 = await join_room(HOST_PORTS["ws1"])
+        b = await join_room(HOST_PORTS["ws2"])
+        try:
+            await assert_chat(a1, [a1, a2, b], "before the kill")
+
+            await to_thread(cluster.kill, "ws2")
+            await assert_disconnected(b)
+            log("ws2's client was disconnected")
+            await assert_chat(a1, [a1, a2], "ws2 is down")
+            await assert_chat(a2, [a1, a2], "still chatting on ws1")
+
+            await to_thread(cluster.start, "ws2")
+            await to_thread(cluster.wait_mesh, ["ws1", "ws2"])
+            c = await join_room(HOST_PORTS["ws2"])
+            try:
+                await assert_chat(a1, [a1, a2, c], "welcome back ws2")
+                await assert_chat(c, [a1, a2, c], "ws2 is back")
+            finally:
+                c.close()
+        finally:
+            close_all([a1, a2, b])
+
+    asyncio.run(flow())
+    assert cluster.started_at("ws1") == ws1_before, "ws1 was restarted"
+
+
+def test_add_ws3_without_restarting(base_tree, three_node_tree, make_cluster):
+    """Flow 3: with ws1 and ws2 running the old release, ws3 (the new release, on a copy of
+    the repository) is started alone; it links to both within 2 s of serving, ws1 and ws2 are
+    not restarted, their clients stay connected, and 4001, 4002 and 4003 all chat."""
+    cluster = make_cluster(base_tree)
+    cluster.up()
+    cluster.wait_mesh(["ws1", "ws2"])
+    before = {s: cluster.started_at(s) for s in ("ws1", "ws2")}
+
+    async def flow() -> None:
+        a = await join_room(HOST_PORTS["ws1"])
+        b = await join_room(HOST_PORTS["ws2"])
+        try:
+            await assert_chat(a, [a, b], "two nodes")
+
+            await to_thread(cluster.up, "ws3", tree=three_node_tree)
+            up_returned = time.monotonic()
+            serving = await to_thread(wait_serving, HOST_PORTS["ws3"], 30.0)
+            linked = await to_thread(cluster.wait_mesh, ["ws1", "ws2", "ws3"], 10.0)
+            log(f"ws3 served {serving - up_returned:.2f} s after `up ws3` returned, "
+                f"and the mesh was complete {linked:.2f} s after that")
+            assert linked <= 2.0, f"ws3 took {linked:.2f} s after serving to link to ws1 and ws2 (limit 2 s)"
+
+            c = await join_room(HOST_PORTS["ws3"])
+            try:
+                await assert_chat(a, [a, b, c], "hello ws3")
+                await assert_chat(b, [a, b, c], "from ws2")
+                await assert_chat(c, [a, b, c], "ws3 here")
+            finally:
+                c.close()
+        finally:
+            close_all([a, b])
+
+    asyncio.run(flow())
+    for service, was in before.items():
+        assert cluster.started_at(service) == was, f"{service} was restarted or recreated while ws3 was added"
+
+
+# How each side words a cookie refusal: the node that was dialled, and the dialler.
+REFUSED_ON_CLUSTER = re.compile(r"(?i)(refus|reject|denied|bad.?cookie).*intruder|intruder.*(refus|reject|denied|bad.?cookie)")
+REFUSED_ON_INTRUDER = re.compile(r"(?i)(refus|reject|denied|bad.?cookie|not.allowed)")
+
+
+def test_wrong_cookie_is_refused(base_tree, make_cluster):
+    """Flow 4: a node started with a wrong cookie (RELEASE_COOKIE) on the cluster's network
+    is refused by ws1 and ws2, says so in its log, and the others carry on."""
+    cluster = make_cluster(base_tree)
+    cluster.up()
+    cluster.wait_mesh(["ws1", "ws2"])
+    before = {s: cluster.started_at(s) for s in ("ws1", "ws2")}
+
+    intruder = cluster.run_extra("intruder", {"RELEASE_COOKIE": "wrong-cookie-" + secrets.token_hex(12)})
+    deadline = time.monotonic() + 30
+    cluster_logs = intruder_log = ""
+    while time.monotonic() < deadline:
+        cluster_logs = cluster.logs("ws1") + cluster.logs("ws2")
+        intruder_log = cluster.logs(intruder)
+        if REFUSED_ON_CLUSTER.search(cluster_logs) and REFUSED_ON_INTRUDER.search(intruder_log):
+            break
+        time.sleep(0.5)
+    assert REFUSED_ON_CLUSTER.search(cluster_logs), (
+        f"ws1/ws2 logged no refusal of gossipy@intruder within 30 s:\n{cluster.describe_state()}")
+    assert REFUSED_ON_INTRUDER.search(intruder_log), (
+        f"the wrong-cookie node did not log that it was refused:\n{intruder_log[-3000:]}")
+    log("the refusal is logged on both sides")
+
+    for service in ("ws1", "ws2"):
+        view = cluster_view(HOST_PORTS[service])
+        assert view is not None, f"{service} stopped answering after the wrong-cookie node came"
+        assert node("intruder") not in view["nodes"], f"{service} accepted the wrong-cookie node: {view}"
+    cluster.wait_mesh(["ws1", "ws2"], timeout=5)
+
+    async def flow() -> None:
+        a = await join_room(HOST_PORTS["ws1"])
+        b = await join_room(HOST_PORTS["ws2"])
+        try:
+            await assert_chat(a, [a, b], "carry on")
+            await assert_chat(b, [a, b], "carrying on")
+        finally:
+            close_all([a, b])
+
+    asyncio.run(flow())
+    assert {s: cluster.started_at(s) for s in ("ws1", "ws2")} == before, "a node restarted"
+
+
+def test_nodes_and_ping_commands(three_node_tree, make_cluster):
+    """Flow 5: `docker exec ws1 ./bin/gossipy nodes` lists the three nodes; `ping` answers pong."""
+    cluster = make_cluster(three_node_tree)
+    cluster.up()
+    cluster.wait_mesh(["ws1", "ws2", "ws3"])
+
+    code, out = cluster.exec("ws1", "./bin/gossipy", "nodes")
+    assert code == 0, f"`gossipy nodes` in ws1 exited with {code}: {out}"
+    listed = set(re.findall(r"gossipy@[A-Za-z0-9_.-]+", out))
+    assert {node("ws2"), node("ws3")} <= listed <= {node("ws1"), node("ws2"), node("ws3")}, (
+        f"`gossipy nodes` in ws1 printed: {out!r}")
+
+    code, out = cluster.exec("ws1", "./bin/gossipy", "ping")
+    assert (code, out.strip()) == (0, "pong"), f"`gossipy ping` in ws1: exit {code}, output {out!r}"
