@@ -1,0 +1,198 @@
+"""Shared fixtures: a real node process, its log, and the official client's npm packages.
+
+``start_node(endpoint={...})`` runs ``python -m server`` as a child process on a free port of
+127.0.0.1 (``PORT=0``: the node picks it and logs it), with a temporary ``--config`` file for
+the settings a test changes, waits until it serves, and stops it by PID (SIGTERM) at the end
+of the test. Everything the node logs goes to a file, so tests assert on log lines.
+
+``async def`` tests run on a fresh asyncio loop each (no plugin needed), bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+from requirements import need
+
+ROOT = Path(__file__).resolve().parent.parent
+JS_DIR = ROOT / "tests" / "js"
+if str(ROOT) not in sys.path:  # `pytest` as well as `python -m pytest` can import server
+    sys.path.insert(0, str(ROOT))
+
+ASYNC_TEST_TIMEOUT = 30.0
+_SERVING = re.compile(r"serving websockets on (\S+):(\d+)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**args), ASYNC_TEST_TIMEOUT))
+    return True
+
+
+POLL_INTERVAL = 0.02
+
+
+def _poll(condition: Callable[[], Any], deadline: float, timeout: float, what: str) -> Any:
+    result = condition()
+    if not result and time.monotonic() > deadline:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return result
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Polls ``condition`` until it returns something truthy, which it returns."""
+    deadline = time.monotonic() + timeout
+    while not (result := _poll(condition, deadline, timeout, what)):
+        time.sleep(POLL_INTERVAL)
+    return result
+
+
+async def async_wait_until(condition: Callable[[], Any], timeout: float = 5.0,
+                           what: str = "condition") -> Any:
+    """``wait_until`` for async tests: the event loop (and the test's clients) keep running."""
+    deadline = time.monotonic() + timeout
+    while not (result := _poll(condition, deadline, timeout, what)):
+        await asyncio.sleep(POLL_INTERVAL)
+    return result
+
+
+class Node:
+    """A running ``python -m server`` process and its log."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, path: str = "/", scheme: str = "http") -> str:
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def lines(self, pattern: str = "") -> list[str]:
+        """Log lines matching the regular expression ``pattern``."""
+        return [line for line in self.log().splitlines() if re.search(pattern, line)]
+
+    def warnings(self) -> list[str]:
+        return self.lines(r" WARNING ")
+
+    def has_line(self, pattern: str) -> str | None:
+        found = self.lines(pattern)
+        return found[0] if found else None
+
+    def wait_for_line(self, pattern: str, timeout: float = 5.0) -> str:
+        return wait_until(lambda: self.has_line(pattern), timeout, f"a log line matching {pattern!r}")
+
+    async def line(self, pattern: str, timeout: float = 5.0) -> str:
+        return await async_wait_until(lambda: self.has_line(pattern), timeout,
+                                      f"a log line matching {pattern!r}")
+
+    def assert_clean(self) -> None:
+        """Bad input must be one-line warnings: no traceback, no ERROR line, and still running."""
+        log = self.log()
+        assert "Traceback" not in log, log
+        assert not self.lines(r" (ERROR|CRITICAL) "), log
+        assert self.proc.poll() is None, f"the node exited with {self.proc.returncode}:\n{log}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Sends ``sig`` to this node's PID and returns its exit status."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"the node did not exit within {timeout} s of signal {sig}:\n{self.log()}")
+
+
+def node_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "server", *args]
+
+
+def node_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RELEASE_") and k not in ("PORT", "PYTHONPATH")}
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@pytest.fixture
+def start_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
+    """A factory: ``start_node(endpoint={"server_timeout": 0.5})`` -> a serving ``Node``.
+
+    ``endpoint`` (merged over host 127.0.0.1) and any other ``sections`` are written to a
+    temporary vm.yml; ``config=False`` runs on the embedded defaults with no --config at all.
+    Nodes still running at the end of the test are stopped with SIGTERM, by PID.
+    """
+    nodes: list[Node] = []
+
+    def start(endpoint: dict[str, Any] | None = None, config: bool = True,
+              env: dict[str, str] | None = None, timeout: float = 10.0, **sections: Any) -> Node:
+        index = len(nodes)
+        args: list[str] = []
+        if config:
+            path = tmp_path / f"vm{index}.yml"
+            document = {"endpoint": {"host": "127.0.0.1", **(endpoint or {})}, **sections}
+            path.write_text(yaml.safe_dump(document), encoding="utf-8")
+            args = ["--config", str(path)]
+        log_path = tmp_path / f"node{index}.log"
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(node_command(*args), cwd=ROOT, env=node_env(PORT="0", **(env or {})),
+                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        node = Node(proc, log_path)
+        nodes.append(node)
+
+        def serving() -> re.Match[str] | None:
+            if proc.poll() is not None:
+                raise AssertionError(f"the node exited with {proc.returncode} before serving:\n{node.log()}")
+            return _SERVING.search(node.log())
+
+        node.port = int(wait_until(serving, timeout, "the node to serve").group(2))
+        return node
+
+    yield start
+    for node in nodes:
+        if node.proc.poll() is None:
+            node.stop()
+
+
+@pytest.fixture
+def node(start_node: Callable[..., Node]) -> Node:
+    """A node on the default settings (bound to 127.0.0.1)."""
+    return start_node()
+
+
+@pytest.fixture(scope="session")
+def js_modules() -> Path:
+    """``tests/js`` with its node_modules installed (``npm ci``, once, when missing or stale)."""
+    need("node", "Node.js 20 runs the official Phoenix client")
+    npm = need("npm", "installs tests/js/package-lock.json")
+    stamp = JS_DIR / "node_modules" / ".package-lock.json"
+    lock = JS_DIR / "package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_DIR,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"npm ci in {JS_DIR} failed:\n{done.stdout}\n{done.stderr}"
+    return JS_DIR
