@@ -15,8 +15,7 @@ from docker.errors import DockerException
 import baseimage
 import harness
 from harness import Cluster, ReleaseTree
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from requirements import missing
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,16 +39,12 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client = docker.from_env(timeout=120)
         client.ping()
     except DockerException as exc:
-        message = f"no Docker engine reachable (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}): {exc}"
-        if IN_CI:
-            pytest.fail(f"CI=true and {message}; .ci/run starts dockerd", pytrace=False)
-        pytest.skip(f"{message}; run `bash .ci/setup-machine` to start one")
+        missing(f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}: {exc}); "
+                "`bash .ci/setup-machine` starts one")
     try:
         harness.compose_command()
     except harness.CommandError as exc:
-        if IN_CI:
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+        missing(str(exc))
     baseimage.ensure_base_image(client, log=harness.log)
     yield client
     client.close()

@@ -367,6 +367,16 @@ async def assert_chat(sender: PhoenixClient, receivers: list[PhoenixClient], mes
                          f"{missing}: {[r for r in results if isinstance(r, BaseException)]}")
 
 
+async def chat_between(ports: list[int], label: str) -> None:
+    """One client per port joins room:1; each shouts once and every client gets every shout."""
+    clients = [await join_room(port) for port in ports]
+    try:
+        for client in clients:
+            await assert_chat(client, clients, f"{label} from {where(client)}")
+    finally:
+        close_all(clients)
+
+
 async def assert_disconnected(client: PhoenixClient, timeout: float = 15.0) -> None:
     try:
         while True:

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 
-from harness import (HOST_PORTS, assert_chat, assert_disconnected, close_all, cluster_view, join_room, log,
+from harness import (HOST_PORTS, assert_chat, chat_between, assert_disconnected, close_all, cluster_view, join_room, log,
                      node, wait_serving)
 
 to_thread = asyncio.to_thread
@@ -26,16 +26,7 @@ def test_two_nodes_chat(base_tree, make_cluster):
     cluster.up()
     cluster.wait_mesh(["ws1", "ws2"])
 
-    async def flow() -> None:
-        a = await join_room(HOST_PORTS["ws1"])
-        b = await join_room(HOST_PORTS["ws2"])
-        try:
-            await assert_chat(a, [a, b], "hi from ws1")
-            await assert_chat(b, [a, b], "hi from ws2")
-        finally:
-            close_all([a, b])
-
-    asyncio.run(flow())
+    asyncio.run(chat_between([HOST_PORTS["ws1"], HOST_PORTS["ws2"]], "hi"))
 
 
 def test_kill_and_restart_ws2(base_tree, make_cluster):
@@ -147,16 +138,7 @@ def test_wrong_cookie_is_refused(base_tree, make_cluster):
         assert node("intruder") not in view["nodes"], f"{service} accepted the wrong-cookie node: {view}"
     cluster.wait_mesh(["ws1", "ws2"], timeout=5)
 
-    async def flow() -> None:
-        a = await join_room(HOST_PORTS["ws1"])
-        b = await join_room(HOST_PORTS["ws2"])
-        try:
-            await assert_chat(a, [a, b], "carry on")
-            await assert_chat(b, [a, b], "carrying on")
-        finally:
-            close_all([a, b])
-
-    asyncio.run(flow())
+    asyncio.run(chat_between([HOST_PORTS["ws1"], HOST_PORTS["ws2"]], "carry on"))
     assert {s: cluster.started_at(s) for s in ("ws1", "ws2")} == before, "a node restarted"
 
 
