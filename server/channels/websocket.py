@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamBufferFullError, StreamClosedError
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from ..settings import Endpoint
 from ..pubsub import PubSub
@@ -84,6 +84,21 @@ def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str)
     return False
 
 
+CLOSE_TOO_BIG = 1009
+
+
+class _Protocol(WebSocketProtocol13):
+    """Tornado's protocol, plus the log line an oversized frame is owed: Tornado closes with
+    1009 by itself (over ``websocket_max_message_size``) without telling the handler."""
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == CLOSE_TOO_BIG and not self.server_terminated:
+            handler = self.handler
+            log.warning("closing socket from %s: a frame over max_frame_size (%d bytes)",
+                        handler.request.remote_ip, handler.max_message_size)
+        super().close(code, reason)
+
+
 class SocketHandler(WebSocketHandler):
     def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint,
                    registry: SocketRegistry) -> None:
@@ -106,6 +121,10 @@ class SocketHandler(WebSocketHandler):
             self.finish(f"unsupported serializer version {vsn!r}\n")
             return
         await super().get(*args, **kwargs)
+
+    def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
+        protocol = super().get_websocket_protocol()
+        return None if protocol is None else _Protocol(self, False, protocol.params)
 
     def check_origin(self, origin: str) -> bool:
         allowed = origin_allowed(self.endpoint.check_origin, origin, self.request.host)
