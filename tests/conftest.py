@@ -115,10 +115,18 @@ class Node:
         assert not self.lines(r" (ERROR|CRITICAL) "), log
         assert self.proc.poll() is None, f"the node exited with {self.proc.returncode}:\n{log}"
 
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        os.kill(self.proc.pid, sig)
+
+    async def exit_status(self, timeout: float = 10.0) -> int:
+        """Waits (without blocking the test's event loop) for the node to exit."""
+        await async_wait_until(lambda: self.proc.poll() is not None, timeout, "the node to exit")
+        return self.proc.returncode
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Sends ``sig`` to this node's PID and returns its exit status."""
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
+            self.send_signal(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -8,8 +8,12 @@ that check the exact bytes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
+import os
+import socket
+import struct
 from typing import Any, Callable, NamedTuple
 
 from tornado.httpclient import HTTPRequest
@@ -124,3 +128,58 @@ class PhoenixClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class RawWebSocket:
+    """A websocket client on a plain blocking socket, for a peer that misbehaves on purpose:
+    it completes the handshake and sends frames, but reads only when a test says so (a client
+    that never reads fills the node's outbound buffer for it)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    def connect(cls, port: int, host: str = "127.0.0.1", path: str = "/socket/websocket",
+                receive_buffer: int | None = None, timeout: float = 5.0) -> "RawWebSocket":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # before connect, so the TCP window stays that small
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):  # byte by byte: not one byte of a frame
+            byte = sock.recv(1)
+            if not byte:
+                raise ConnectionError(f"closed during the handshake: {head!r}")
+            head += byte
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(f"handshake refused: {head.decode(errors='replace')}")
+        return cls(sock)
+
+    def send_text(self, text: str) -> None:
+        """One masked text frame, as a client must send it (RFC 6455 5.3)."""
+        payload = text.encode()
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x81, 0x80 | length)
+        elif length <= 0xFFFF:
+            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+        mask = os.urandom(4)
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def drain_until_eof(self, timeout: float = 5.0) -> int:
+        """Reads (and discards) until the node closes the TCP connection; the bytes read."""
+        self.sock.settimeout(timeout)
+        total = 0
+        while chunk := self.sock.recv(1 << 16):
+            total += len(chunk)
+        return total
+
+    def close(self) -> None:
+        self.sock.close()
