@@ -335,6 +335,7 @@
     var nick = '';
     var room = '';
     var connected = false;
+    var everConnected = false;
     var nodeName = null;
     var clusterTimer = null;
     var clusterGeneration = 0;
@@ -495,6 +496,7 @@
 
     socket.on('open', function () {
       connected = true;
+      everConnected = true;
       clusterGeneration += 1;
       showBanner('');
       refreshStatus();
@@ -516,10 +518,19 @@
 
     socket.on('reconnecting', function (info) {
       var seconds = info.delay >= 1000 ? Math.round(info.delay / 1000) + ' s' : info.delay + ' ms';
-      var why = info.code === 1001 || info.code === 1012 ? 'the node went away'
-        : info.code === 1006 ? 'the connection dropped' : 'closed with code ' + info.code;
       setStatus('reconnecting', 'Reconnecting… (attempt ' + info.attempt + ', next in ' + seconds + ')');
-      showBanner('Disconnected from ' + endpoint.authority + ' (' + why + '). Reconnecting by itself — messages will resume.');
+      if (!everConnected) {
+        // A browser cannot tell a refused handshake (say, check_origin) from a node that is
+        // down: both are a close with 1006 before the socket opened.
+        showBanner('Cannot reach ' + endpoint.authority + ' (no node answered, or it refused this page). ' +
+                   'Retrying by itself.');
+      } else if (info.attempt === 1 || bannerEl.hidden) {
+        // Say why the connection was lost once; later failed attempts only update the status.
+        var why = info.code === 1001 || info.code === 1012 ? 'the node went away, code ' + info.code
+          : info.code === 1006 ? 'the connection dropped' : 'closed with code ' + info.code;
+        showBanner('Disconnected from ' + endpoint.authority + ' (' + why + '). ' +
+                   'Reconnecting by itself; the room will be rejoined.');
+      }
       $('node-name').textContent = 'reconnecting…';
     });
 
