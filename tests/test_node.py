@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 import urllib.error
@@ -248,9 +249,10 @@ async def test_slow_consumer_is_dropped_and_the_others_carry_on(start_node: Call
 
 # ---- lifecycle and the command line -------------------------------------------------------------
 
-async def test_sigterm_closes_websockets_with_1001_and_exits_0(node: Node) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_sigterm_closes_websockets_with_1001_and_exits_0(node: Node, sig: int) -> None:
     clients = [await joined(node), await joined(node, "2.0.0")]
-    node.send_signal()
+    node.send_signal(sig)
     assert [await c.expect_close() for c in clients] == [1001, 1001]
     assert await node.exit_status() == 0
     assert node.lines(r"INFO .*stopping") and node.lines(r"INFO .*stopped")
