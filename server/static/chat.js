@@ -509,6 +509,7 @@
       clusterGeneration += 1;
       clearTimeout(clusterTimer);
       $('cluster-panel').dataset.stale = 'true';
+      $('node-count').textContent = '';
       if (wasConnected && channel) addSystemLine('Lost the connection to ' + (nodeName || endpoint.authority) + '.');
       nodeName = null;
       messageInput.disabled = true;
