@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:  # `pytest` as well as `python -m pytest` can impo
 
 ASYNC_TEST_TIMEOUT = 30.0
 _SERVING = re.compile(r"serving websockets on (\S+):(\d+)")
+_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")  # logging's format in server/__main__
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -112,6 +113,8 @@ class Node:
         """Bad input must be one-line warnings: no traceback, no ERROR line, and still running."""
         log = self.log()
         assert "Traceback" not in log, log
+        continued = [line for line in log.splitlines() if line and not _LOG_LINE.match(line)]
+        assert not continued, f"multi-line log records:\n{log}"
         assert not self.lines(r" (ERROR|CRITICAL) "), log
         assert self.proc.poll() is None, f"the node exited with {self.proc.returncode}:\n{log}"
 
