@@ -1,0 +1,468 @@
+"""The node: the one owner of the connection table, like Erlang's net_kernel.
+
+It listens on the distribution port, dials the nodes it wants, settles simultaneous dials,
+keeps the mesh full, and says in the log when a node comes up or goes down.
+
+* The table: ``up`` (name -> Peer), plus handshakes in progress in each direction (dialing,
+  accepting). Every change happens between two awaits, so a decision about a name always sees
+  the whole table.
+* One stream per pair: when both nodes dial at once, the stream dialed by the node with the
+  smaller name is kept; the other side answers "nok" to the larger one's dial. Both sides
+  apply the same rule to the same two names, so they agree without another message. A second
+  connection from a node already up (same incarnation) also gets "nok"; from another
+  incarnation of that name it is a duplicate and refused.
+* Full mesh, transitively: when a stream comes up, each side sends the members it knows and
+  dials those it lacks; a new node that lists one member soon links to all, and old nodes
+  accept it with no change of configuration.
+* Wanted nodes (configured, or seen as members) that are down are dialed again with capped
+  exponential backoff, so a restarted node or a healed partition re-forms the mesh by itself.
+  A member that left cleanly and is not configured is no longer wanted; one that was only
+  seen is forgotten after ``FORGET_AFTER`` seconds down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from server.cluster import discovery
+from server.cluster.framing import Frame, FrameDecoder, FrameError, FrameType, decode_json, encode, encode_json
+from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
+from server.cluster.peer import MAX_QUEUE, Peer, describe_os_error, read_frame, run_handshake
+from server.settings import Distribution, SettingsError, check_node_name
+
+log = logging.getLogger("gossipy.cluster.membership")
+
+# Connect plus handshake. Erlang's net_setuptime is 7 s; nodes on one LAN answer in
+# milliseconds, and a stalled stranger should not hold a slot for long.
+HANDSHAKE_TIMEOUT = 5.0
+# Redial delays: 0.1, 0.2, 0.4 ... then every 3 s (each jittered to 50-100 %), so a restarted
+# node or a healed partition is back within about 3 s, while a node that is gone for good
+# costs one refused connect per peer every few seconds.
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 3.0
+FORGET_AFTER = 600.0
+# Incoming handshakes in progress at once: a flood of idle connections cannot use up the node.
+MAX_HANDSHAKES = 128
+LEAVE_TIMEOUT = 2.0
+MAX_MEMBERS = 10_000
+# Failed handshakes from one address within the window after which it is refused at once.
+THROTTLE_LIMIT = 5
+THROTTLE_WINDOW = 10.0
+_COUNTED = frozenset({Reason.BAD_COOKIE, Reason.MALFORMED, Reason.TIMEOUT, Reason.BAD_VERSION,
+                      Reason.NAME_MODE_MISMATCH})
+
+
+class BootError(Exception):
+    """The node cannot start: its port is taken, or sync_nodes_mandatory were not reached."""
+
+
+class Throttle:
+    """Counts failed handshakes per address; one that fails too often is refused at once
+    until its failures age out of the window."""
+
+    def __init__(self, limit: int = THROTTLE_LIMIT, window: float = THROTTLE_WINDOW) -> None:
+        self._limit = limit
+        self._window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def blocked(self, address: str) -> bool:
+        failures = self._failures.get(address)
+        if failures is None:
+            return False
+        self._expire(failures, time.monotonic())
+        return len(failures) >= self._limit
+
+    def failed(self, address: str) -> bool:
+        """Records a failure; True if this one starts the address's block (log it once)."""
+        now = time.monotonic()
+        if len(self._failures) > 1024:
+            self._forget_old(now)
+        failures = self._failures.setdefault(address, deque())
+        self._expire(failures, now)
+        failures.append(now)
+        return len(failures) == self._limit
+
+    def _expire(self, failures: deque[float], now: float) -> None:
+        while failures and now - failures[0] > self._window:
+            failures.popleft()
+
+    def _forget_old(self, now: float) -> None:
+        for address in [a for a, f in self._failures.items() if not f or now - f[-1] > self._window]:
+            del self._failures[address]
+
+
+@dataclass(eq=False)
+class _Want:
+    name: str
+    configured: bool
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    down_since: float = field(default_factory=time.monotonic)
+    last_failure: str | None = None
+
+
+class Node:
+    """This node's membership of the cluster (see the module docstring).
+
+    ``Node(distribution)``; ``await start()``; ``connected_nodes()``; ``await stop()``. Broadcasts
+    go out through :meth:`broadcast`; those from peers go to the receiver set with
+    :meth:`set_receiver` (the pubsub adapter). The keyword arguments exist for tests.
+    """
+
+    def __init__(self, distribution: Distribution, *, handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 max_queue: int = MAX_QUEUE, backoff: tuple[float, float] = (BACKOFF_BASE, BACKOFF_CAP),
+                 throttle: Throttle | None = None) -> None:
+        if distribution.node is None or distribution.cookie is None:
+            raise ValueError("a cluster Node needs a node name and a cookie (settings.distribution)")
+        self.name: str = distribution.node
+        self._dist = distribution
+        self._cookie = distribution.cookie
+        self._me = Identity(self.name, new_creation(), distribution.longnames)
+        self._handshake_timeout = handshake_timeout
+        self._max_queue = max_queue
+        self._backoff = backoff
+        self._throttle = throttle or Throttle()
+        listen = distribution.listen_address
+        # Dial from the address we listen on, so peers (and their logs and throttle) see
+        # 127.0.0.2 as 127.0.0.2, not as whatever the routing table picks.
+        self._source = None if listen in ("0.0.0.0", "::") else (listen, 0)
+        self._server: asyncio.Server | None = None
+        self._stopping = False
+        self._up: dict[str, Peer] = {}
+        self._dialing: set[str] = set()
+        self._accepting: dict[str, Acceptor] = {}
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._wanted: dict[str, _Want] = {}
+        self._up_changed = asyncio.Event()
+        self._receiver: Callable[[str, bytes], None] | None = None
+
+    # ---- the API -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listens on the distribution port, dials the configured nodes and waits for them
+        (sync_nodes_*); raises BootError if the port is taken or mandatory nodes are missing."""
+        host, port = self._dist.listen_address, self._dist.port
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port)
+        except OSError as exc:
+            raise BootError(f"{self.name}: cannot listen for peer nodes on {host}:{port}: "
+                            f"{exc.strerror or exc}") from None
+        log.info("%s listening for peer nodes on %s:%d", self.name, host, port)
+        for name in discovery.configured_nodes(self._dist):
+            self._want(name, configured=True)
+        await self._boot_sync()
+
+    async def stop(self) -> None:
+        """Tells every peer this node is leaving (they mark it down at once) and closes."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        tasks = [w.task for w in self._wanted.values() if w.task is not None] + list(self._handshakes)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(peer.leave(LEAVE_TIMEOUT) for peer in list(self._up.values())))
+        if self._server is not None:
+            await self._server.wait_closed()
+        log.info("%s left the cluster", self.name)
+
+    def connected_nodes(self) -> list[str]:
+        """The names of the peer nodes that are up, sorted."""
+        return sorted(self._up)
+
+    @property
+    def is_connected(self) -> bool:
+        """True if at least one peer node is up (cheaper than ``connected_nodes``)."""
+        return bool(self._up)
+
+    def broadcast(self, payload: bytes) -> None:
+        """Sends one BROADCAST frame, built once, to every up peer; raises FrameError if it
+        is larger than a peer accepts."""
+        if not self._up:
+            return
+        frame = encode(FrameType.BROADCAST, payload)
+        # A copy: a peer whose queue overflows is dropped from the table mid-loop.
+        for peer in tuple(self._up.values()):
+            peer.send(frame)
+
+    def set_receiver(self, receiver: Callable[[str, bytes], None]) -> None:
+        """``receiver(sender_name, payload)`` gets each broadcast from a peer, in the order sent."""
+        self._receiver = receiver
+
+    # ---- boot ------------------------------------------------------------------------------
+
+    async def _boot_sync(self) -> None:
+        listed = discovery.configured_nodes(self._dist)
+        if not listed:
+            return
+        timeout_ms = self._dist.sync_nodes_timeout_ms
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                while True:
+                    self._up_changed.clear()
+                    if all(name in self._up for name in listed):
+                        return
+                    await self._up_changed.wait()
+        except TimeoutError:
+            pass
+        missing = [name for name in listed if name not in self._up]
+        mandatory = [name for name in missing if name in self._dist.sync_nodes_mandatory]
+        if mandatory:
+            detail = ", ".join(f"{name} ({self._wanted[name].last_failure or 'no answer'})" for name in mandatory)
+            await self.stop()
+            raise BootError(f"{self.name}: sync_nodes_mandatory not connected within {timeout_ms} ms "
+                            f"(sync_nodes_timeout): {detail}")
+        for name in missing:
+            log.warning("sync_nodes_optional: %s not connected within %d ms (%s); serving without it, "
+                        "still dialing", name, timeout_ms, self._wanted[name].last_failure or "no answer")
+
+    # ---- wanted nodes: dial, and dial again --------------------------------------------------
+
+    def _want(self, name: str, configured: bool) -> _Want:
+        want = self._wanted.get(name)
+        if want is None:
+            want = self._wanted[name] = _Want(name, configured)
+            if not self._stopping:
+                want.task = asyncio.create_task(self._keep_connected(want), name=f"keep-connected {name}")
+        elif configured:
+            want.configured = True
+        return want
+
+    async def _keep_connected(self, want: _Want) -> None:
+        base, cap = self._backoff
+        delay = base
+        name = want.name
+        while not self._stopping:
+            want.changed.clear()
+            if name in self._up or name in self._accepting:
+                await want.changed.wait()
+                continue
+            if not want.configured and time.monotonic() - want.down_since > FORGET_AFTER:
+                log.info("forgetting %s: down for over %d s and not configured", name, FORGET_AFTER)
+                del self._wanted[name]
+                return
+            if await self._dial(want):
+                delay = base
+                continue
+            # Woken early when the node connects to us or a peer names it as a member.
+            try:
+                await asyncio.wait_for(want.changed.wait(), delay * random.uniform(0.5, 1.0))
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, cap)
+
+    async def _dial(self, want: _Want) -> bool:
+        name = want.name
+        host, port = discovery.address(name, self._dist)
+        writer: asyncio.StreamWriter | None = None
+        self._dialing.add(name)
+        try:
+            async with asyncio.timeout(self._handshake_timeout):
+                reader, writer = await asyncio.open_connection(host, port, local_addr=self._source)
+                hs = Initiator(self._me, self._cookie, expect=name)
+                hs.send_name()
+                decoder = FrameDecoder()
+                info, early = await run_handshake(hs, reader, writer, decoder)
+        except HandshakeError as exc:
+            failure = f"{'refused by the peer' if exc.by_peer else 'refused'}: {exc}"
+            quiet = exc.reason is Reason.SIMULTANEOUS
+            # close(), not abort(): the peer should read why we refused it.
+            assert writer is not None
+            writer.close()
+        except OSError as exc:
+            # TimeoutError is an OSError too: the connect or the handshake took too long.
+            failure = (f"no complete handshake within {self._handshake_timeout:g} s" if isinstance(exc, TimeoutError)
+                       else f"unreachable ({describe_os_error(exc)})")
+            quiet = False
+            if writer is not None:
+                writer.transport.abort()
+        except asyncio.CancelledError:
+            if writer is not None:
+                writer.transport.abort()
+            raise
+        else:
+            self._dialing.discard(name)
+            self._peer_up(info, reader, writer, decoder, early, "dialed")
+            return True
+        finally:
+            self._dialing.discard(name)
+        if quiet or failure == want.last_failure:
+            log.debug("cannot connect to %s at %s:%d: %s", name, host, port, failure)
+        else:
+            log.warning("cannot connect to %s at %s:%d: %s", name, host, port, failure)
+        want.last_failure = failure
+        return False
+
+    # ---- incoming connections ------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        address = f"{peername[0]}:{peername[1]}"
+        if self._stopping or self._throttle.blocked(peername[0]):
+            writer.write(encode_json(FrameType.REFUSE, {"reason": Reason.NOT_ALLOWED.value}))
+            writer.close()
+            return
+        if len(self._handshakes) >= MAX_HANDSHAKES:
+            log.warning("refused connection from %s: %d handshakes already in progress", address, MAX_HANDSHAKES)
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._handshakes.add(task)
+        hs = Acceptor(self._me, self._cookie)
+        decoder = FrameDecoder()
+        try:
+            async with asyncio.timeout(self._handshake_timeout):
+                info, early = await run_handshake(hs, reader, writer, decoder, lambda claim: self._admit(claim, hs))
+        except HandshakeError as exc:
+            self._refused(address, peername[0], hs.peer, exc)
+            # close(), not abort(): the peer should read why it was refused.
+            writer.close()
+            return
+        except TimeoutError:
+            self._refused(address, peername[0], hs.peer, HandshakeError(
+                Reason.TIMEOUT, f"no complete handshake within {self._handshake_timeout:g} s "
+                                f"(stalled in {hs.state.value})"))
+            writer.transport.abort()
+            return
+        except BaseException:
+            writer.transport.abort()
+            raise
+        finally:
+            self._handshakes.discard(task)
+            if hs.peer is not None and self._accepting.get(hs.peer.name) is hs:
+                del self._accepting[hs.peer.name]
+                self._nudge(hs.peer.name)
+        if info.hidden:
+            await self._answer_query(info, reader, writer, decoder, early)
+        else:
+            self._peer_up(info, reader, writer, decoder, early, "accepted")
+
+    def _admit(self, claim: PeerInfo, hs: Acceptor) -> Reason | None:
+        if self._stopping:
+            return Reason.NOT_ALLOWED
+        if claim.hidden:
+            return None
+        name = claim.name
+        if name == self.name:
+            return Reason.DUPLICATE_NAME
+        current = self._up[name].info if name in self._up else (
+            self._accepting[name].peer if name in self._accepting else None)
+        if current is not None:
+            return Reason.SIMULTANEOUS if current.creation == claim.creation else Reason.DUPLICATE_NAME
+        if name in self._dialing and self.name < name:
+            return Reason.SIMULTANEOUS
+        self._accepting[name] = hs
+        return None
+
+    def _refused(self, address: str, host: str, claim: PeerInfo | None, exc: HandshakeError) -> None:
+        who = f"{address} (claims {claim.name})" if claim else address
+        if exc.reason is Reason.SIMULTANEOUS or (exc.reason is Reason.CLOSED and claim is None):
+            log.debug("connection from %s ended: %s", who, exc)
+        elif exc.by_peer:
+            log.warning("connection from %s failed: it refused us: %s", who, exc.reason.value)
+        else:
+            log.warning("refused connection from %s: %s", who, exc)
+        if exc.reason in _COUNTED and self._throttle.failed(host):
+            log.warning("throttling %s: %d failed handshakes within %g s; refusing its connections until "
+                        "they age out", host, THROTTLE_LIMIT, THROTTLE_WINDOW)
+
+    async def _answer_query(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            decoder: FrameDecoder, early: list[Frame]) -> None:
+        """A hidden (control) connection asks one question, gets one answer, and is closed."""
+        try:
+            async with asyncio.timeout(self._handshake_timeout):
+                frame = await read_frame(reader, decoder, early)
+                if frame is not None and frame.type is FrameType.QUERY:
+                    question = decode_json(frame)
+                    if question == {"query": "ping"}:
+                        answer: dict[str, object] = {"result": "pong"}
+                    elif question == {"query": "nodes"}:
+                        answer = {"result": [self.name] + self.connected_nodes()}
+                    else:
+                        answer = {"error": "unknown query"}
+                    writer.write(encode_json(FrameType.ANSWER, answer))
+                    await writer.drain()
+                    log.debug("answered %s for %s", json.dumps(question), info.name)
+        except (FrameError, TimeoutError, OSError) as exc:
+            log.debug("control connection from %s ended: %s", info.name, exc)
+        finally:
+            writer.close()
+
+    # ---- up and down ---------------------------------------------------------------------
+
+    def _peer_up(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 decoder: FrameDecoder, early: list[Frame], how: str) -> None:
+        if self._stopping or info.name in self._up:
+            # The table's rules make this unreachable; keep the invariant anyway.
+            log.warning("closing a second stream to %s (%s)", info.name, how)
+            writer.transport.abort()
+            return
+        peer = Peer(info, reader, writer, decoder, ticktime=self._dist.net_ticktime, max_queue=self._max_queue,
+                    on_frame=self._on_frame, on_down=self._on_down)
+        self._up[info.name] = peer
+        want = self._want(info.name, configured=False)
+        want.last_failure = None
+        log.info("node up: %s at %s (%s)", info.name, peer.address, how)
+        peer.start(early)
+        peer.send(encode_json(FrameType.MEMBERS, {"nodes": [n for n in self._up if n != info.name]}))
+        self._up_changed.set()
+        want.changed.set()
+
+    def _on_down(self, peer: Peer, reason: str) -> None:
+        if self._up.get(peer.name) is not peer:
+            return
+        del self._up[peer.name]
+        log.info("node down: %s: %s", peer.name, reason)
+        want = self._wanted.get(peer.name)
+        if want is None:
+            return
+        if peer.left and not want.configured:
+            if want.task is not None:
+                want.task.cancel()
+            del self._wanted[peer.name]
+            return
+        want.down_since = time.monotonic()
+        want.changed.set()
+
+    def _on_frame(self, peer: Peer, frame: Frame) -> None:
+        if frame.type is FrameType.BROADCAST:
+            if self._receiver is not None:
+                self._receiver(peer.name, frame.payload)
+            return
+        try:
+            nodes = decode_json(frame).get("nodes")
+        except (FrameError, AttributeError):
+            nodes = None
+        if not isinstance(nodes, list) or len(nodes) > MAX_MEMBERS:
+            log.warning("ignored a malformed member list from %s", peer.name)
+            return
+        for name in nodes:
+            if not self._valid_member(name):
+                log.warning("ignored member %r from %s: not a node name of this cluster's kind", name, peer.name)
+            elif name != self.name:
+                self._want(name, configured=False)
+                self._nudge(name)
+
+    def _valid_member(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            check_node_name(name, self._dist.longnames, "member")
+        except SettingsError:
+            return False
+        return True
+
+    def _nudge(self, name: str) -> None:
+        want = self._wanted.get(name)
+        if want is not None:
+            want.changed.set()

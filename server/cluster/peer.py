@@ -1,0 +1,242 @@
+"""One persistent TCP stream to a peer node: the handshake driver, then the up session.
+
+The session ticks while idle and counts silent tick intervals, as Erlang's net_kernel does:
+a peer from which nothing has arrived for ``net_ticktime`` is down. Counting intervals rather
+than comparing clocks means a stall of our own event loop costs one missed interval, not a
+false "down" for every peer whose bytes are waiting unread in the kernel.
+
+Writes made in one event-loop iteration go out as one ``write`` (one system call per peer
+however many broadcasts the iteration made). What the kernel does not take waits in the
+transport's buffer; that buffer is the send queue, and a peer that lets it grow past
+``max_queue`` bytes is stalled: it is dropped (and the owner dials it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Callable
+
+from server.cluster.framing import MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode
+from server.cluster.handshake import Acceptor, HandshakeError, Initiator, PeerInfo, Reason, State
+
+log = logging.getLogger("gossipy.cluster.peer")
+
+READ_SIZE = 256 * 1024
+# A stalled peer may make us hold this much before it is dropped: about 20,000 chat
+# broadcasts, or several seconds of a busy room, so a healthy but briefly slow peer survives.
+MAX_QUEUE = 4 * 1024 * 1024
+TICKS_PER_TICKTIME = 4
+_TICK = encode(FrameType.TICK)
+_LEAVE = encode(FrameType.LEAVE)
+
+Decide = Callable[[PeerInfo], "Reason | None"]
+
+
+async def run_handshake(hs: Initiator | Acceptor, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        decoder: FrameDecoder, decide: Decide | None = None) -> tuple[PeerInfo, list[Frame]]:
+    """Moves a sans-I/O handshake's bytes until it is up. Returns the proven peer and any
+    frames that arrived after the handshake's last one (they belong to the session).
+
+    ``decide`` answers an acceptor's send_status step. Raises HandshakeError, after writing
+    whatever the handshake has to tell the peer; the caller closes the stream. No timeout
+    here: the caller bounds the whole dial or accept.
+    """
+    try:
+        writer.write(hs.data_to_send())
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                raise HandshakeError(Reason.CLOSED, f"the peer closed the connection in {hs.state.value}")
+            frames = decoder.receive_data(data)
+            for i, frame in enumerate(frames):
+                hs.receive_frame(frame)
+                if hs.state is State.SEND_STATUS:
+                    assert isinstance(hs, Acceptor) and decide is not None and hs.peer is not None
+                    hs.answer(decide(hs.peer))
+                writer.write(hs.data_to_send())
+                if hs.state is State.UP:
+                    assert hs.peer is not None
+                    return hs.peer, frames[i + 1:]
+    except FrameError as exc:
+        error = hs.abort(HandshakeError(Reason.MALFORMED, str(exc)))
+    except HandshakeError as exc:
+        error = exc
+    except OSError as exc:
+        raise HandshakeError(Reason.CLOSED, f"connection lost in {hs.state.value} ({exc.__class__.__name__})") from None
+    writer.write(hs.data_to_send())
+    raise error
+
+
+async def read_frame(reader: asyncio.StreamReader, decoder: FrameDecoder, frames: list[Frame]) -> Frame | None:
+    """The next frame: the first of ``frames`` (taken from it), else read; None at end of stream."""
+    while not frames:
+        data = await reader.read(READ_SIZE)
+        if not data:
+            return None
+        frames.extend(decoder.receive_data(data))
+    return frames.pop(0)
+
+
+class Peer:
+    """An up stream to one peer node.
+
+    ``on_frame(peer, frame)`` gets each BROADCAST and MEMBERS frame in the order sent; ``on_down(peer, reason)`` is called exactly once, whatever ends the stream (reset,
+    silence, LEAVE, overflow, a bad frame, or :meth:`close`).
+    """
+
+    def __init__(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 decoder: FrameDecoder, *, ticktime: float, max_queue: int = MAX_QUEUE,
+                 on_frame: Callable[[Peer, Frame], None], on_down: Callable[[Peer, str], None]) -> None:
+        self.info = info
+        self.name = info.name
+        self.address = _address(writer)
+        self._reader = reader
+        self._writer = writer
+        self._transport = writer.transport
+        self._decoder = decoder
+        decoder.max_size = MAX_FRAME
+        self._ticktime = ticktime
+        self._max_queue = max_queue
+        self._on_frame = on_frame
+        self._on_down = on_down
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._heard = False
+        self._wrote = False
+        self._down_reason: str | None = None
+        # True once the peer said it is leaving (a clean stop), rather than going silent or away.
+        self.left = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def is_up(self) -> bool:
+        return self._down_reason is None
+
+    def start(self, early_frames: list[Frame]) -> None:
+        """Starts reading and ticking; ``early_frames`` arrived with the end of the handshake."""
+        self._tasks = [asyncio.create_task(self._read(early_frames), name=f"peer-read {self.name}"),
+                       asyncio.create_task(self._tick(), name=f"peer-tick {self.name}")]
+
+    def send(self, data: bytes) -> None:
+        """Queues encoded frames; they go out, in order, at the end of this loop iteration."""
+        if self._down_reason is not None:
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes + self._transport.get_write_buffer_size() > self._max_queue:
+            self.close(f"send queue overflow (over {self._max_queue} bytes unsent; the peer is not reading)")
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._down_reason is not None or not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._wrote = True
+        self._transport.write(data)
+
+    def close(self, reason: str) -> None:
+        """Drops the stream at once, unsent data with it, and reports it down."""
+        if self._down(reason):
+            self._transport.abort()
+
+    async def leave(self, timeout: float) -> None:
+        """Tells the peer we are leaving, so it marks us down without waiting for ticks, and
+        closes once what was queued before has been written (or ``timeout`` passes)."""
+        if self._down_reason is not None:
+            return
+        self.send(_LEAVE)
+        self._flush()
+        self._down("this node is leaving")
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), timeout)
+        except (TimeoutError, ConnectionError):
+            self._transport.abort()
+
+    def _down(self, reason: str) -> bool:
+        if self._down_reason is not None:
+            return False
+        self._down_reason = reason
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self._on_down(self, reason)
+        return True
+
+    async def _read(self, early_frames: list[Frame]) -> None:
+        try:
+            self._dispatch(early_frames)
+            while self._down_reason is None:
+                data = await self._reader.read(READ_SIZE)
+                if not data:
+                    self.close("the connection was closed")
+                    return
+                self._heard = True
+                self._dispatch(self._decoder.receive_data(data))
+        except FrameError as exc:
+            self.close(f"bad frame: {exc}")
+        except OSError as exc:
+            self.close(f"the connection was reset ({exc.__class__.__name__})")
+
+    def _dispatch(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            if self._down_reason is not None:
+                return
+            frame_type = frame.type
+            if frame_type is FrameType.TICK:
+                continue
+            if frame_type is FrameType.LEAVE:
+                self.left = True
+                self.close("it left")
+            elif frame_type is FrameType.BROADCAST or frame_type is FrameType.MEMBERS:
+                try:
+                    self._on_frame(self, frame)
+                except Exception:
+                    log.exception("handling a %s frame from %s failed", frame_type.name, self.name)
+            else:
+                self.close(f"unexpected {frame_type.name} frame in an up session")
+
+    async def _tick(self) -> None:
+        interval = self._ticktime / TICKS_PER_TICKTIME
+        silent = 0
+        while self._down_reason is None:
+            await asyncio.sleep(interval)
+            if self._heard:
+                self._heard = False
+                silent = 0
+            else:
+                silent += 1
+                if silent >= TICKS_PER_TICKTIME:
+                    self.close(f"nothing heard for {self._ticktime:g} s (net_ticktime)")
+                    return
+            if not self._wrote:
+                # Straight to the transport: a tick orders nothing, and must not count as
+                # the write that makes the next tick unnecessary.
+                self._transport.write(_TICK)
+            self._wrote = False
+
+
+def describe_os_error(exc: OSError) -> str:
+    """"Connection refused" rather than asyncio's "Connect call failed ('127.0.0.9', 4370)"."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _address(writer: asyncio.StreamWriter) -> str:
+    peername = writer.get_extra_info("peername")
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return str(peername)

@@ -1,0 +1,50 @@
+"""The cluster as pubsub's adapter: the one place where the cluster touches pubsub.
+
+A local broadcast is encoded as JSON ``[topic, event, payload]`` once, and those bytes go to
+each up peer once, however many subscribers it has; the peer fans it out locally. A broadcast
+from a peer goes to ``pubsub.local_broadcast`` as it arrives, so one sender's messages keep
+their order on every receiving node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from server.cluster.framing import FrameError
+from server.cluster.membership import Node
+from server.pubsub import Broadcast, PubSub
+
+log = logging.getLogger("gossipy.cluster.pubsub")
+
+
+class ClusterAdapter:
+    """``pubsub.adapter = ClusterAdapter(node, pubsub)``: implements ``server.pubsub.Adapter``."""
+
+    def __init__(self, node: Node, pubsub: PubSub) -> None:
+        self._node = node
+        self._pubsub = pubsub
+        node.set_receiver(self._received)
+
+    def broadcast(self, message: Broadcast) -> None:
+        """Sends ``message`` once to every up peer node."""
+        if not self._node.is_connected:
+            return
+        try:
+            data = json.dumps([message.topic, message.event, message.payload], separators=(",", ":"),
+                              ensure_ascii=False).encode()
+            self._node.broadcast(data)
+        except (TypeError, ValueError, FrameError) as exc:
+            # The other nodes miss this one message; this node's subscribers still get it.
+            log.error("broadcast of %s on %s not sent to the other nodes: %s", message.event, message.topic, exc)
+
+    def _received(self, sender: str, data: bytes) -> None:
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError):
+            value = None
+        if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+                and isinstance(value[1], str)):
+            log.warning("dropped a malformed broadcast from %s (%d bytes)", sender, len(data))
+            return
+        self._pubsub.local_broadcast(Broadcast(value[0], value[1], value[2]))

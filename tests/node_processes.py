@@ -1,0 +1,237 @@
+"""Real gossipy node processes on 127.0.0.x: a harness for cluster, browser, benchmark and
+hardening tests.
+
+Node ``i`` is ``gossipy@127.0.0.<i>``; it serves HTTP on its own address (a port chosen once
+and kept across restarts, so clients reconnect to the same URL) and the distribution port that
+all nodes share. Each node gets a ``--config`` file written by the harness; ``env`` adds
+overrides (``RELEASE_COOKIE``, ``RELEASE_NODE``, ... win over the file, as in a release).
+Everything a node prints goes to its own log file. Nodes are signalled by PID only, and every
+process the harness started is gone when its ``with`` block ends, pass or fail::
+
+    with NodeProcesses(tmp_path) as cluster:
+        a, b, c = cluster.start_many([2, 3, 4])      # each lists all three
+        cluster.wait_for_mesh([a, b, c])
+        client = await PhoenixClient.connect(a.port, host=a.host)
+        a.kill()                                      # SIGKILL
+        a = cluster.restart(a)                        # same settings, a new PID
+
+Serving means ``GET /cluster`` answers (``{"node": ..., "nodes": [...]}``).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from conftest import ROOT, Node, async_wait_until, node_command, node_env, wait_until
+
+COOKIE = "node-processes-test-cookie-9c41e7"
+SYNC_TIMEOUT_MS = 3000
+
+
+def address(i: int) -> str:
+    return f"127.0.0.{i}"
+
+
+def node_name(i: int) -> str:
+    return f"gossipy@{address(i)}"
+
+
+def free_port(hosts: Iterable[str]) -> int:
+    """A TCP port that is free on every one of ``hosts``."""
+    hosts = list(hosts)
+    while True:
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+            return port
+        except OSError:
+            continue
+
+
+def established_streams(port: int) -> collections.Counter[frozenset[str]]:
+    """Established TCP streams to ``port`` on this machine, counted per pair of addresses
+    (nodes dial from the address they listen on, so an address names a node)."""
+    pairs: collections.Counter[frozenset[str]] = collections.Counter()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        (local_ip, local_port), (remote_ip, _) = (_endpoint(fields[1]), _endpoint(fields[2]))
+        if fields[3] == "01" and local_port == port:  # ESTABLISHED, the accepting side's socket
+            pairs[frozenset((local_ip, remote_ip))] += 1
+    return pairs
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    ip, port = text.split(":")
+    return socket.inet_ntoa(bytes.fromhex(ip)[::-1]), int(port, 16)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class NodeProcess(Node):
+    """One node process: conftest's Node (log, signals, exit status) plus its cluster view."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path, index: int, http_port: int,
+                 config: dict[str, Any], env: dict[str, str]) -> None:
+        super().__init__(proc, log_path)
+        self.index = index
+        self.host = address(index)
+        self.port = http_port
+        self.config = config
+        self.env = env
+
+    @property
+    def name(self) -> str:
+        return self.env.get("RELEASE_NODE", self.config["node"]["name"])
+
+    def cluster(self, timeout: float = 2.0) -> dict[str, Any]:
+        """``GET /cluster``: ``{"node": its name, "nodes": the peers it is connected to}``."""
+        with urllib.request.urlopen(self.url("/cluster"), timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def connected(self) -> list[str]:
+        return self.cluster()["nodes"]
+
+    def serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return self.cluster(timeout=0.5)["node"] == self.name
+        except (OSError, ValueError):
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the peers, no close frames to the clients."""
+        self.stop(signal.SIGKILL)
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM: the graceful stop; returns the exit status."""
+        return self.stop(signal.SIGTERM, timeout)
+
+
+class NodeProcesses:
+    """Starts and always cleans up node processes (see the module docstring).
+
+    ``sections`` are merged into every node's config (e.g. ``{"kernel": {"net_ticktime": 2}}``).
+    """
+
+    def __init__(self, directory: Path, cookie: str = COOKIE, sections: dict[str, Any] | None = None,
+                 addresses: Iterable[int] = range(2, 12)) -> None:
+        self.directory = directory
+        self.cookie = cookie
+        self.sections = sections or {}
+        self.dist_port = free_port(address(i) for i in addresses)
+        self.started: list[NodeProcess] = []
+        self._http_ports: dict[int, int] = {}
+
+    def __enter__(self) -> "NodeProcesses":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def http_port(self, index: int) -> int:
+        if index not in self._http_ports:
+            self._http_ports[index] = free_port([address(index)])
+        return self._http_ports[index]
+
+    def config(self, index: int, sync: Iterable[int] = (), mandatory: Iterable[int] = (),
+               sections: dict[str, Any] | None = None) -> dict[str, Any]:
+        document = {
+            "node": {"name": node_name(index), "cookie": self.cookie, "dist_port": self.dist_port},
+            "endpoint": {"host": address(index), "port": self.http_port(index)},
+            "kernel": {"sync_nodes_optional": [node_name(i) for i in sync],
+                       "sync_nodes_mandatory": [node_name(i) for i in mandatory],
+                       "sync_nodes_timeout": SYNC_TIMEOUT_MS},
+        }
+        return _merge(_merge(document, self.sections), sections or {})
+
+    def spawn(self, index: int, sync: Iterable[int] = (), mandatory: Iterable[int] = (),
+              env: dict[str, str] | None = None, sections: dict[str, Any] | None = None) -> NodeProcess:
+        """Starts node ``index`` without waiting for it (see :meth:`start`)."""
+        return self._run(index, self.config(index, sync, mandatory, sections), env or {})
+
+    def start(self, index: int, sync: Iterable[int] = (), mandatory: Iterable[int] = (),
+              env: dict[str, str] | None = None, sections: dict[str, Any] | None = None,
+              timeout: float = 15.0) -> NodeProcess:
+        """Starts node ``index`` listing ``sync`` (indexes) and returns it once it serves."""
+        node = self.spawn(index, sync, mandatory, env, sections)
+        wait_until(node.serving, timeout, f"{node.name} to serve")
+        return node
+
+    def start_many(self, indexes: list[int], sync: Iterable[int] | None = None,
+                   timeout: float = 15.0) -> list[NodeProcess]:
+        """Starts the nodes together (each listing ``sync``, by default all of ``indexes``),
+        so their boot syncs find each other, and returns them once all serve."""
+        listed = list(indexes if sync is None else sync)
+        nodes = [self.spawn(i, listed) for i in indexes]
+        wait_until(lambda: all(node.serving() for node in nodes), timeout, "the nodes to serve")
+        return nodes
+
+    def restart(self, node: NodeProcess, timeout: float = 15.0) -> NodeProcess:
+        """Stops ``node`` if it still runs (SIGTERM), then runs its settings again."""
+        if node.proc.poll() is None:
+            node.terminate()
+        restarted = self._run(node.index, node.config, node.env)
+        wait_until(restarted.serving, timeout, f"{restarted.name} to serve again")
+        return restarted
+
+    def wait_for_mesh(self, nodes: list[NodeProcess], timeout: float = 5.0) -> None:
+        """Until every node in ``nodes`` is connected to exactly the others."""
+        wait_until(lambda: self._meshed(nodes), timeout, f"a full mesh of {[n.name for n in nodes]}")
+
+    async def mesh(self, nodes: list[NodeProcess], timeout: float = 5.0) -> None:
+        """``wait_for_mesh`` for async tests (the event loop keeps running)."""
+        await async_wait_until(lambda: self._meshed(nodes), timeout, f"a full mesh of {[n.name for n in nodes]}")
+
+    def _meshed(self, nodes: list[NodeProcess]) -> bool:
+        names = {n.name for n in nodes}
+        return all(set(n.connected()) == names - {n.name} for n in nodes)
+
+    def close(self) -> None:
+        """SIGTERM to every node still running (SIGKILL if it lingers), by PID."""
+        for node in self.started:
+            if node.proc.poll() is None:
+                node.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10.0
+        for node in self.started:
+            try:
+                node.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait()
+
+    def _run(self, index: int, config: dict[str, Any], env: dict[str, str]) -> NodeProcess:
+        serial = len(self.started)
+        config_path = self.directory / f"node{index}-{serial}.yml"
+        config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        log_path = self.directory / f"node{index}-{serial}.log"
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(node_command("--config", str(config_path)), cwd=ROOT, env=node_env(**env),
+                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        node = NodeProcess(proc, log_path, index, config["endpoint"]["port"], config, env)
+        self.started.append(node)
+        return node
