@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from browser_bridge import Page
+from .browser_bridge import Page
 
 STATE = "#status"
 

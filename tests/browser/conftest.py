@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from browser_bridge import Browser, LoadBalancer, Page, StaticSite, wait_until
+from .browser_bridge import Browser, LoadBalancer, Page, StaticSite, wait_until
 from requirements import need
 
 ROOT = Path(__file__).resolve().parents[2]

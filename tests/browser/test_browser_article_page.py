@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-import chat_page
-from browser_bridge import wait_until
+from . import chat_page
+from .browser_bridge import wait_until
 
 
 def shout(page, text: str) -> None:

@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-import chat_page
-from browser_bridge import wait_until
+from . import chat_page
+from .browser_bridge import wait_until
 
 
 @pytest.mark.browser

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-import chat_page
+from . import chat_page
 
 OPEN_SOCKET = """(url) => new Promise((resolve) => {
   const ws = new WebSocket(url);

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-import chat_page
+from . import chat_page
 from requirements import missing
 
 E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
