@@ -1,10 +1,7 @@
-"""Shared fixtures: a real node process, its log, and the official client's npm packages.
+"""Shared fixtures: a real node process (see real_node.py), async tests, npm packages.
 
-``start_node(endpoint={...})`` runs ``python -m server`` as a child process on a free port of
-127.0.0.1 (``PORT=0``: the node picks it and logs it), with a temporary ``--config`` file for
-the settings a test changes, waits until it serves, and stops it by PID (SIGTERM) at the end
-of the test. Everything the node logs goes to a file, so tests assert on log lines.
-
+``start_node(endpoint={...})`` starts a ``python -m server`` process with those settings and
+returns a serving ``Node``; every node a test started is stopped (SIGTERM, by PID) after it.
 ``async def`` tests run on a fresh asyncio loop each (no plugin needed), bounded in time.
 """
 
@@ -12,28 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
-import yaml
 
+# wait_until & co. are re-exported for older `from conftest import ...`; import from real_node.
+from real_node import ROOT, Node, NodeStarter, async_wait_until, node_command, node_env, wait_until  # noqa: F401
 from requirements import need
 
-ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "tests" / "js"
 if str(ROOT) not in sys.path:  # `pytest` as well as `python -m pytest` can import server
     sys.path.insert(0, str(ROOT))
 
 ASYNC_TEST_TIMEOUT = 30.0
-_SERVING = re.compile(r"serving websockets on (\S+):(\d+)")
-_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")  # logging's format in server/__main__
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -45,148 +36,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-POLL_INTERVAL = 0.02
-
-
-def _poll(condition: Callable[[], Any], deadline: float, timeout: float, what: str) -> Any:
-    result = condition()
-    if not result and time.monotonic() > deadline:
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-    return result
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Polls ``condition`` until it returns something truthy, which it returns."""
-    deadline = time.monotonic() + timeout
-    while not (result := _poll(condition, deadline, timeout, what)):
-        time.sleep(POLL_INTERVAL)
-    return result
-
-
-async def async_wait_until(condition: Callable[[], Any], timeout: float = 5.0,
-                           what: str = "condition") -> Any:
-    """``wait_until`` for async tests: the event loop (and the test's clients) keep running."""
-    deadline = time.monotonic() + timeout
-    while not (result := _poll(condition, deadline, timeout, what)):
-        await asyncio.sleep(POLL_INTERVAL)
-    return result
-
-
-class Node:
-    """A running ``python -m server`` process and its log."""
-
-    def __init__(self, proc: subprocess.Popen, log_path: Path) -> None:
-        self.proc = proc
-        self.log_path = log_path
-        self.host = "127.0.0.1"
-        self.port = 0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def url(self, path: str = "/", scheme: str = "http") -> str:
-        return f"{scheme}://{self.host}:{self.port}{path}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def lines(self, pattern: str = "") -> list[str]:
-        """Log lines matching the regular expression ``pattern``."""
-        return [line for line in self.log().splitlines() if re.search(pattern, line)]
-
-    def warnings(self) -> list[str]:
-        return self.lines(r" WARNING ")
-
-    def has_line(self, pattern: str) -> str | None:
-        found = self.lines(pattern)
-        return found[0] if found else None
-
-    def wait_for_line(self, pattern: str, timeout: float = 5.0) -> str:
-        return wait_until(lambda: self.has_line(pattern), timeout, f"a log line matching {pattern!r}")
-
-    async def line(self, pattern: str, timeout: float = 5.0) -> str:
-        return await async_wait_until(lambda: self.has_line(pattern), timeout,
-                                      f"a log line matching {pattern!r}")
-
-    def assert_clean(self) -> None:
-        """Bad input must be one-line warnings: no traceback, no ERROR line, and still running."""
-        log = self.log()
-        assert "Traceback" not in log, log
-        continued = [line for line in log.splitlines() if line and not _LOG_LINE.match(line)]
-        assert not continued, f"multi-line log records:\n{log}"
-        assert not self.lines(r" (ERROR|CRITICAL) "), log
-        assert self.proc.poll() is None, f"the node exited with {self.proc.returncode}:\n{log}"
-
-    def send_signal(self, sig: int = signal.SIGTERM) -> None:
-        os.kill(self.proc.pid, sig)
-
-    async def exit_status(self, timeout: float = 10.0) -> int:
-        """Waits (without blocking the test's event loop) for the node to exit."""
-        await async_wait_until(lambda: self.proc.poll() is not None, timeout, "the node to exit")
-        return self.proc.returncode
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Sends ``sig`` to this node's PID and returns its exit status."""
-        if self.proc.poll() is None:
-            self.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            raise AssertionError(f"the node did not exit within {timeout} s of signal {sig}:\n{self.log()}")
-
-
-def node_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "server", *args]
-
-
-def node_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("RELEASE_") and k not in ("PORT", "PYTHONPATH")}
-    env.update(PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 @pytest.fixture
 def start_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
-    """A factory: ``start_node(endpoint={"server_timeout": 0.5})`` -> a serving ``Node``.
-
-    ``endpoint`` (merged over host 127.0.0.1) and any other ``sections`` are written to a
-    temporary vm.yml; ``config=False`` runs on the embedded defaults with no --config at all.
-    Nodes still running at the end of the test are stopped with SIGTERM, by PID.
-    """
-    nodes: list[Node] = []
-
-    def start(endpoint: dict[str, Any] | None = None, config: bool = True,
-              env: dict[str, str] | None = None, timeout: float = 10.0, **sections: Any) -> Node:
-        index = len(nodes)
-        args: list[str] = []
-        if config:
-            path = tmp_path / f"vm{index}.yml"
-            document = {"endpoint": {"host": "127.0.0.1", **(endpoint or {})}, **sections}
-            path.write_text(yaml.safe_dump(document), encoding="utf-8")
-            args = ["--config", str(path)]
-        log_path = tmp_path / f"node{index}.log"
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(node_command(*args), cwd=ROOT, env=node_env(PORT="0", **(env or {})),
-                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
-        node = Node(proc, log_path)
-        nodes.append(node)
-
-        def serving() -> re.Match[str] | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"the node exited with {proc.returncode} before serving:\n{node.log()}")
-            return _SERVING.search(node.log())
-
-        node.port = int(wait_until(serving, timeout, "the node to serve").group(2))
-        return node
-
-    yield start
-    for node in nodes:
-        if node.proc.poll() is None:
-            node.stop()
+    """A factory: ``start_node(endpoint={"server_timeout": 0.5})`` -> a serving ``Node``."""
+    starter = NodeStarter(tmp_path)
+    yield starter.start
+    starter.stop_all()
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from typing import Callable
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from conftest import Node, ROOT, async_wait_until, node_command, node_env
-from phoenix_client import Closed, PhoenixClient, RawWebSocket
+from real_node import ROOT, Node, node_command, node_env
+from phoenix_client import PhoenixClient, RawWebSocket
 from recorded import RECORDED_V1, RECORDED_V2
 
 VSNS = pytest.mark.parametrize("vsn", [None, "2.0.0"], ids=["v1", "v2"])

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import Node
+from real_node import Node
 from requirements import need
 
 

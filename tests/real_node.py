@@ -1,0 +1,170 @@
+"""Real ``python -m server`` processes for tests, and waiting for conditions without sleeps.
+
+``NodeStarter(folder).start(endpoint={...})`` runs a node as a child process on a free port of
+127.0.0.1 (``PORT=0``: the node picks it and logs it), with a temporary ``--config`` file for
+the settings a test changes, and returns once it serves. Everything the node logs goes to a
+file, so tests assert on log lines. Nodes are signalled by PID only.
+
+Import from here, not from ``conftest`` (several conftest.py files share that module name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+_SERVING = re.compile(r"serving websockets on (\S+):(\d+)")
+_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")  # logging's format in server/__main__
+
+POLL_INTERVAL = 0.02
+
+
+def _poll(condition: Callable[[], Any], deadline: float, timeout: float, what: str) -> Any:
+    result = condition()
+    if not result and time.monotonic() > deadline:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return result
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Polls ``condition`` until it returns something truthy, which it returns."""
+    deadline = time.monotonic() + timeout
+    while not (result := _poll(condition, deadline, timeout, what)):
+        time.sleep(POLL_INTERVAL)
+    return result
+
+
+async def async_wait_until(condition: Callable[[], Any], timeout: float = 5.0,
+                           what: str = "condition") -> Any:
+    """``wait_until`` for async tests: the event loop (and the test's clients) keep running."""
+    deadline = time.monotonic() + timeout
+    while not (result := _poll(condition, deadline, timeout, what)):
+        await asyncio.sleep(POLL_INTERVAL)
+    return result
+
+
+class Node:
+    """A running ``python -m server`` process and its log."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, path: str = "/", scheme: str = "http") -> str:
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def lines(self, pattern: str = "") -> list[str]:
+        """Log lines matching the regular expression ``pattern``."""
+        return [line for line in self.log().splitlines() if re.search(pattern, line)]
+
+    def warnings(self) -> list[str]:
+        return self.lines(r" WARNING ")
+
+    def has_line(self, pattern: str) -> str | None:
+        found = self.lines(pattern)
+        return found[0] if found else None
+
+    def wait_for_line(self, pattern: str, timeout: float = 5.0) -> str:
+        return wait_until(lambda: self.has_line(pattern), timeout, f"a log line matching {pattern!r}")
+
+    async def line(self, pattern: str, timeout: float = 5.0) -> str:
+        return await async_wait_until(lambda: self.has_line(pattern), timeout,
+                                      f"a log line matching {pattern!r}")
+
+    def assert_clean(self) -> None:
+        """Bad input must be one-line warnings: no traceback, no ERROR line, and still running."""
+        log = self.log()
+        assert "Traceback" not in log, log
+        continued = [line for line in log.splitlines() if line and not _LOG_LINE.match(line)]
+        assert not continued, f"multi-line log records:\n{log}"
+        assert not self.lines(r" (ERROR|CRITICAL) "), log
+        assert self.proc.poll() is None, f"the node exited with {self.proc.returncode}:\n{log}"
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        os.kill(self.proc.pid, sig)
+
+    async def exit_status(self, timeout: float = 10.0) -> int:
+        """Waits (without blocking the test's event loop) for the node to exit."""
+        await async_wait_until(lambda: self.proc.poll() is not None, timeout, "the node to exit")
+        return self.proc.returncode
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Sends ``sig`` to this node's PID and returns its exit status."""
+        if self.proc.poll() is None:
+            self.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise AssertionError(f"the node did not exit within {timeout} s of signal {sig}:\n{self.log()}")
+
+
+def node_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "server", *args]
+
+
+def node_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RELEASE_") and k not in ("PORT", "PYTHONPATH")}
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+class NodeStarter:
+    """Starts nodes whose config and log files live in ``folder``; ``stop_all`` at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.nodes: list[Node] = []
+
+    def start(self, endpoint: dict[str, Any] | None = None, config: bool = True,
+              env: dict[str, str] | None = None, timeout: float = 10.0, **sections: Any) -> Node:
+        """``endpoint`` (merged over host 127.0.0.1) and any other ``sections`` are written to
+        a vm.yml; ``config=False`` runs on the embedded defaults with no --config at all."""
+        index = len(self.nodes)
+        args: list[str] = []
+        if config:
+            path = self.folder / f"vm{index}.yml"
+            document = {"endpoint": {"host": "127.0.0.1", **(endpoint or {})}, **sections}
+            path.write_text(yaml.safe_dump(document), encoding="utf-8")
+            args = ["--config", str(path)]
+        log_path = self.folder / f"node{index}.log"
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(node_command(*args), cwd=ROOT, env=node_env(PORT="0", **(env or {})),
+                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        node = Node(proc, log_path)
+        self.nodes.append(node)
+
+        def serving() -> re.Match[str] | None:
+            if proc.poll() is not None:
+                raise AssertionError(f"the node exited with {proc.returncode} before serving:\n{node.log()}")
+            return _SERVING.search(node.log())
+
+        node.port = int(wait_until(serving, timeout, "the node to serve").group(2))
+        return node
+
+    def stop_all(self) -> None:
+        """SIGTERM, by PID, to every node still running."""
+        for node in self.nodes:
+            if node.proc.poll() is None:
+                node.stop()
