@@ -178,26 +178,31 @@ class Page:
 
 
 class LoadBalancer:
-    """A TCP forwarder on 127.0.0.1: each new connection goes to the current target port.
+    """A TCP forwarder on 127.0.0.1: each new connection goes to the current target.
 
-    ``point_at(port)`` changes the target for new connections, as a load balancer does once a
-    health check fails; connections already open stay where they are (until their node dies).
-    A connection that cannot reach its target is closed at once (the browser sees a drop).
+    ``point_at(port, host)`` changes the target for new connections, as a load balancer does
+    once a health check fails; connections already open stay where they are (until their node
+    dies). A connection that cannot reach its target is closed at once (the browser sees a
+    drop). ``blackhole()`` makes the open connections lose every byte from then on without
+    closing them: a network path that died silently.
     """
 
-    def __init__(self, target: int, host: str = "127.0.0.1") -> None:
-        self.target = target
-        self.host = host
-        self._listener = socket.create_server((host, 0))
+    def __init__(self, target: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target)
+        self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._sockets: set[socket.socket] = set()
+        self._blackholed: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self.connections = 0
         threading.Thread(target=self._accept, name=f"lb-{self.port}", daemon=True).start()
 
-    def point_at(self, port: int) -> None:
-        self.target = port
+    def point_at(self, port: int, host: str = "127.0.0.1") -> None:
+        self.target = (host, port)
+
+    def blackhole(self) -> None:
+        with self._lock:
+            self._blackholed.update(self._sockets)
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
@@ -209,13 +214,12 @@ class LoadBalancer:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            self.connections += 1
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         self._track(client)
         try:
-            upstream = socket.create_connection((self.host, self.target), timeout=2)
+            upstream = socket.create_connection(self.target, timeout=2)
         except OSError:
             self._close(client)
             return
@@ -230,7 +234,8 @@ class LoadBalancer:
                 data = source.recv(65536)
                 if not data:
                     break
-                sink.sendall(data)
+                if source not in self._blackholed:
+                    sink.sendall(data)
         except OSError:
             pass
         self._close(source)
@@ -239,6 +244,7 @@ class LoadBalancer:
     def _close(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.discard(sock)
+            self._blackholed.discard(sock)
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:

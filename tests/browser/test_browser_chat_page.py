@@ -146,3 +146,22 @@ def test_user_text_is_shown_as_text_never_as_html(node, pages) -> None:
     assert chat_page.fits_width(reader)
     pages.screenshot(reader, "text-not-html-phone")
     pages.assert_no_page_errors()
+
+
+@pytest.mark.browser
+def test_page_reconnects_when_heartbeats_go_unanswered(node, pages, load_balancer) -> None:
+    """A path that dies without a close (no FIN, no RST): the unanswered heartbeat is the
+    only sign. One interval later the page gives up on the connection and reconnects."""
+    lb = load_balancer(node.port)
+    page = pages.open("silent", f"http://127.0.0.1:{lb.port}/?port={lb.port}", clock=True)
+    chat_page.join(page, "erin", "1")
+    lb.blackhole()
+    page.clock("fastForward", "00:31")  # the heartbeat goes out and vanishes
+    wait_until(lambda: any('"heartbeat"' in f for f in page.log()["sockets"][0]["sent"]), 5, "a heartbeat")
+    assert chat_page.state(page) == "joined"
+    page.clock("fastForward", "00:30")  # no reply within an interval: reconnect
+    wait_until(lambda: len(page.log()["sockets"]) == 2, 10, "a second websocket")
+    chat_page.wait_state(page, "joined", timeout=10)
+    chat_page.say(page, "back after a silent drop")
+    chat_page.wait_message(page, "erin", "back after a silent drop")
+    pages.assert_no_page_errors()

@@ -39,9 +39,9 @@ def test_pages_of_another_origin_cannot_open_a_websocket(node, pages, foreign_si
 
 @pytest.mark.browser
 def test_the_chat_page_served_by_another_site_cannot_join(node, pages, foreign_site) -> None:
-    """The chat page itself, copied to another site and pointed at the node with ?host=&port=:
+    """The chat page itself, copied to another site and pointed at the node with ?node=HOST:PORT:
     it never connects, and says it is reconnecting instead of pretending to work."""
-    page = pages.open("copied-chat", foreign_site.url(f"/?host=127.0.0.1&port={node.port}"))
+    page = pages.open("copied-chat", foreign_site.url(f"/?node=127.0.0.1:{node.port}"))
     assert page.text("#endpoint") == f"ws://127.0.0.1:{node.port}/socket/websocket?vsn=2.0.0"
     chat_page.wait_state(page, "reconnecting", timeout=5)
     assert page.text("#banner").startswith(f"Cannot reach 127.0.0.1:{node.port}")
