@@ -7,16 +7,15 @@ Missing chromium or node skips locally and fails under CI=true (tests/requiremen
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
-from .browser_bridge import Browser, LoadBalancer, Page, StaticSite, wait_until
+from .browser_bridge import Browser, LoadBalancer, Page, StaticSite
+from node_processes import NodeProcess, NodeProcesses
 from requirements import need
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,12 +80,13 @@ def pages(chromium_browser: Browser, request: pytest.FixtureRequest) -> Iterator
 
 
 @pytest.fixture
-def load_balancer() -> Iterator[Callable[[int], LoadBalancer]]:
-    """A factory: ``load_balancer(port)`` -> a ``LoadBalancer`` in front of that node port."""
+def load_balancer() -> Iterator[Callable[..., LoadBalancer]]:
+    """A factory: ``load_balancer(port, host)`` -> a ``LoadBalancer`` on 127.0.0.1 in front of
+    that node."""
     made: list[LoadBalancer] = []
 
-    def make(target: int) -> LoadBalancer:
-        made.append(LoadBalancer(target))
+    def make(target: int, target_host: str = "127.0.0.1") -> LoadBalancer:
+        made.append(LoadBalancer(target, target_host))
         return made[-1]
 
     yield make
@@ -111,33 +111,23 @@ def foreign_site(tmp_path: Path) -> Iterator[StaticSite]:
 
 # ---- nodes ------------------------------------------------------------------------------------
 
-COOKIE = "browser-tests-cookie-0123456789"
-
-
-def cluster_view(node) -> dict:
-    with urllib.request.urlopen(node.url("/cluster"), timeout=2) as response:
-        return json.loads(response.read())
+@pytest.fixture
+def node_processes(tmp_path: Path) -> Iterator[NodeProcesses]:
+    """tests/node_processes.py: node i is gossipy@127.0.0.i, HTTP on 127.0.0.i (a port kept
+    across restarts); every node is stopped by PID when the test ends."""
+    folder = tmp_path / "nodes"
+    folder.mkdir()
+    with NodeProcesses(folder) as nodes:
+        yield nodes
 
 
 @pytest.fixture
-def cluster(start_node) -> Callable[[int], list]:
-    """A factory: ``cluster(2)`` -> two real node processes meshed as gossipy@127.0.0.2 and
-    gossipy@127.0.0.3 (HTTP on 127.0.0.1, a free port each); each has ``.name``."""
+def cluster(node_processes: NodeProcesses) -> Callable[[int], list[NodeProcess]]:
+    """A factory: ``cluster(2)`` -> gossipy@127.0.0.2 and gossipy@127.0.0.3, meshed."""
 
-    def start(count: int = 2) -> list:
-        names = [f"gossipy@127.0.0.{i + 2}" for i in range(count)]
-        nodes = []
-        for index, name in enumerate(names):
-            # Each node dials the ones started before it (a node waits at boot for the nodes it
-            # lists, so listing later ones would stall it); the mesh forms either way.
-            env = {"RELEASE_NODE": name, "RELEASE_DISTRIBUTION": "name", "RELEASE_COOKIE": COOKIE,
-                   "RELEASE_SYNC_NODES": ",".join(names[:index])}
-            node = start_node(env=env)
-            node.name = name
-            nodes.append(node)
-        for node in nodes:
-            wait_until(lambda: set(cluster_view(node)["nodes"]) == set(names) - {node.name}, 15,
-                       f"{node.name} to see the others")
+    def start(count: int = 2) -> list[NodeProcess]:
+        nodes = node_processes.start_many(list(range(2, 2 + count)))
+        node_processes.wait_for_mesh(nodes, timeout=10)
         return nodes
 
     return start

@@ -31,14 +31,14 @@ def wait_shown(page, text: str) -> None:
 @pytest.mark.browser
 def test_article_page_on_two_nodes_exchanges_messages_both_ways(cluster, pages) -> None:
     a, b = cluster(2)
-    # As in the README: both pages from one node, ?port= picks the node each connects to.
+    # As in the article: ws.html?port=N on each node (here each node has its own address too).
     page_a = pages.open("ws-a", a.url(f"/ws.html?port={a.port}"))
-    page_b = pages.open("ws-b", a.url(f"/ws.html?port={b.port}"))
+    page_b = pages.open("ws-b", b.url(f"/ws.html?port={b.port}"))
     for page, node in ((page_a, a), (page_b, b)):
         # The page joins room:1 with the article's V1 frames, on the node its ?port= names.
         wait_until(lambda: joined(page), 10, f"{page.name} to join room:1")
         urls = [s["url"] for s in page.log()["sockets"]]
-        assert urls == [f"ws://127.0.0.1:{node.port}/socket/websocket"], urls
+        assert urls == [f"ws://{node.host}:{node.port}/socket/websocket"], urls
         node.wait_for_line(r"JOIN room:1 to RoomChannel", timeout=5)
 
     shout(page_a, "hello from the node A page")
