@@ -162,3 +162,23 @@ def test_page_reconnects_when_heartbeats_go_unanswered(node, pages, load_balance
     chat_page.say(page, "back after a silent drop")
     chat_page.wait_message(page, "erin", "back after a silent drop")
     pages.assert_no_page_errors()
+
+
+@pytest.mark.browser
+def test_leaving_a_room_and_joining_another(node, pages) -> None:
+    one = pages.open("one", node.url("/"))
+    other = pages.open("other", node.url("/"), phone=True)
+    chat_page.join(one, "fay", "1")
+    chat_page.join(other, "gus", "1")
+    other.click("#leave")
+    other.wait("#join-form")
+    assert not other.visible("#chat-view")
+    chat_page.join(other, "gus", "side-room")
+    assert other.text("#room-label") == "room side-room as gus"
+    chat_page.say(one, "only for room 1")
+    chat_page.say(other, "only for the side room")
+    chat_page.wait_message(other, "gus", "only for the side room")
+    chat_page.wait_message(one, "fay", "only for room 1")
+    assert other.texts("#messages li.message .text") == ["only for the side room"]
+    assert one.texts("#messages li.message .text") == ["only for room 1"]
+    pages.assert_no_page_errors()
