@@ -38,13 +38,15 @@ def ensure_node_packages() -> None:
                    check=True, timeout=300)
 
 
-def saturated(result: dict[str, Any]) -> str | None:
-    """Why the generator may have limited this step, or None."""
+def saturated(result: dict[str, Any], core_shared: bool = False) -> str | None:
+    """Why the generator may have limited this step, or None. A lagging event loop counts only
+    when the generator had its core to itself (``core_shared`` False): on a shared core the lag
+    is the other processes' doing, which the step reports as disturbed instead."""
     gen = result.get("generator") or {}
     reasons = []
     if (gen.get("cpu_fraction") or 0) > SATURATED_CPU:
         reasons.append(f"its CPU at {gen['cpu_fraction']:.0%} of a core")
-    if (gen.get("loop_delay_p99_ms") or 0) > SATURATED_LOOP_DELAY_MS:
+    if not core_shared and (gen.get("loop_delay_p99_ms") or 0) > SATURATED_LOOP_DELAY_MS:
         reasons.append(f"its event loop lagging {gen['loop_delay_p99_ms']:.0f} ms (p99)")
     return " and ".join(reasons) or None
 

@@ -101,7 +101,9 @@ def lifecycle_table(records: list[dict[str, Any]]) -> str:
     rows = []
     for r in records:
         if r.get("system") == "lifecycle":
-            rows.append([r["workload"], r.get("what", ""), r.get("seconds"), r.get("note", "")])
+            seconds = r.get("seconds")
+            rows.append([r["workload"], r.get("what", ""), f"{seconds:.3f}" if seconds is not None else None,
+                         r.get("note", "")])
     return _table(["event", "measured", "seconds", "note"], rows)
 
 
@@ -364,7 +366,7 @@ def summarize_profile(raw_path: str, us_per_delivery: float, top: int = 15) -> d
 
 def format_profile(summary: dict[str, Any]) -> str:
     lines = [f"{summary['samples']} samples, {summary['cpu_us_per_delivery']} µs of this node's CPU per delivery "
-             "(all nodes' CPU / all deliveries)", "by part:"]
+             "to its own clients", "by part:"]
     lines += [f"  {p['share']:6.1%}  {p['us_per_delivery']:7.3f} µs  {p['part']}" for p in summary["parts"]]
     lines.append("self time by function:")
     lines += [f"  {f['share']:6.1%}  {f['us_per_delivery']:7.3f} µs  {f['function']}" for f in summary["self_time"]]

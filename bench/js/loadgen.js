@@ -307,7 +307,8 @@ async function cmdRun(msg) {
   const n = r.nLatency;
   const lat = r.latency.subarray(0, n).sort();
   const wall = (tEnd - t0) / 1000;
-  const active = ((r.lastReceipt || tSent) - t0) / 1000;
+  // Deliveries over the longer of the planned sending time and the time to the last receipt.
+  const active = Math.max(aborted ? 0 : duration, ((r.lastReceipt || tSent) - t0) / 1000);
   const genCpu = (cpu.user + cpu.system) / 1e6;
   return {
     step: r.step, senders, clients: expectedPerShout, rate, duration, aborted,
