@@ -30,11 +30,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keeps each phase's report on the test item, so fixtures know whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture(scope="session")
 def chromium_browser(js_modules: Path) -> Iterator[Browser]:
     chromium = need("chromium", "Debian's chromium: apt-get install -y chromium")
     node = need("node", "Node.js runs playwright-core")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):  # the artifacts are this run's screenshots
+        old.unlink()
     browser = Browser(node, chromium, ARTIFACTS / "driver.log")
     yield browser
     browser.close()
@@ -76,6 +86,13 @@ class Pages:
 def pages(chromium_browser: Browser, request: pytest.FixtureRequest) -> Iterator[Pages]:
     opened = Pages(chromium_browser, request.node.name)
     yield opened
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for page in opened.opened:  # what each page showed when the test failed
+            try:
+                opened.screenshot(page, f"FAILED-{page.name.rpartition(':')[2]}")
+            except AssertionError:
+                pass
     opened.close()
 
 
