@@ -80,10 +80,13 @@ class LoadGenerator:
             if not self.proc.alive():
                 raise GeneratorError(f"{cmd}: the generator exited\n{self.proc.log_tail()}")
 
-    def connect(self, urls: Sequence[str], clients: int, *, topic: str = "room:1", vsn: str = "2.0.0",
-                concurrency: int = 100, timeout: float = 20.0, deadline: float = 300.0) -> dict[str, Any]:
+    def connect(self, urls: Sequence[str], clients: int, *, topic: str = "room:1", rooms: int = 1,
+                vsn: str = "2.0.0", concurrency: int = 100, timeout: float = 20.0,
+                deadline: float = 300.0) -> dict[str, Any]:
+        """Adds ``clients`` clients, round-robin over ``urls``; client i joins ``topic``, or with
+        ``rooms`` > 1 (set by the first connect) ``topic/<i % rooms>``."""
         return self.call("connect", wait=deadline + 30, urls=list(urls), clients=clients, topic=topic,
-                         vsn=vsn, concurrency=concurrency, timeout=timeout, deadline=deadline)
+                         rooms=rooms, vsn=vsn, concurrency=concurrency, timeout=timeout, deadline=deadline)
 
     def run(self, *, step: int, senders: int, rate: float, duration: float, drain: float = 5.0,
             quiet: float = 1.5, abort_over_1s_fraction: float = 0.0, padding: int = 0,

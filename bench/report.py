@@ -11,7 +11,7 @@ from typing import Any, Iterable
 README_START = "<!-- results:start (written by bench/run.py; edits here are overwritten) -->"
 README_END = "<!-- results:end -->"
 
-FIXED = re.compile(r"^fanout-(\d+)$")
+FIXED = re.compile(r"^(?:fanout|rooms2)-(\d+)$")
 
 
 def load_records(path: str) -> list[dict[str, Any]]:
@@ -109,8 +109,8 @@ def lifecycle_table(records: list[dict[str, Any]]) -> str:
 
 # ---- ratios ------------------------------------------------------------------------------------
 
-def _fixed_value(records: list[dict[str, Any]], system: str, rate: int, key: str) -> Any:
-    r = _find(records, system, f"fanout-{rate}")
+def _fixed_value(records: list[dict[str, Any]], system: str, rate: int | str, key: str) -> Any:
+    r = _find(records, system, rate if isinstance(rate, str) else f"fanout-{rate}")
     if r is None:
         return None
     if key == "cpu":
@@ -126,7 +126,8 @@ def headline(records: list[dict[str, Any]], cluster: str = "gossipy", redis: str
              single: str = "single") -> list[str]:
     """The article's question in a few lines: gossipy against the Redis way and one node."""
     lines = []
-    rates = sorted({int(m.group(1)) for r in records if (m := FIXED.match(str(r.get("workload"))))})
+    rates = sorted({int(str(r["workload"]).split("-")[1]) for r in records
+                    if str(r.get("workload")).startswith("fanout-")})
     for rate in rates:
         g, rd, s = (_fixed_value(records, x, rate, "cpu") for x in (cluster, redis, single))
         lines.append(f"server CPU per delivery at {rate:,}/s: gossipy {_fmt(g, 2)} µs = {_ratio(g, rd)} the Redis "
@@ -138,6 +139,12 @@ def headline(records: list[dict[str, Any]], cluster: str = "gossipy", redis: str
         lines.append(f"p99 latency at {low:,}/s: gossipy {_fmt(g, 2)} ms = {_ratio(g, rd)} the Redis way's "
                      f"({_fmt(rd, 2)} ms), {_ratio(g, s)} one node's ({_fmt(s, 2)} ms)"
                      f"   [target ≤ 0.50× Redis: {_verdict(g, rd, 0.5)}]")
+    for workload in sorted({str(r["workload"]) for r in records if str(r.get("workload")).startswith("rooms2-")}):
+        g, rd, s = (_fixed_value(records, x, workload, "cpu") for x in (cluster, redis, single))
+        gp, rdp = (_fixed_value(records, x, workload, "p99") for x in (cluster, redis))
+        lines.append(f"rooms of two across nodes ({workload}): server CPU per delivery gossipy {_fmt(g, 2)} µs = "
+                     f"{_ratio(g, rd)} the Redis way's ({_fmt(rd, 2)}); p99 {_fmt(gp, 2)} ms = {_ratio(gp, rdp)} "
+                     f"the Redis way's ({_fmt(rdp, 2)} ms)")
     best = {x: (_find(records, x, "max-sustained") or {}).get("deliveries_per_s") for x in (cluster, redis, single)}
     if any(best.values()):
         g, rd, s = best[cluster], best[redis], best[single]

@@ -110,7 +110,7 @@ class Bench:
                 return waited
 
     def step(self, system: systems.System, gen: loadgen.LoadGenerator, workload: str, *,
-             deliveries_per_s: float, duration: float, abort: bool = False) -> dict[str, Any]:
+             deliveries_per_s: float, duration: float, abort: bool = False, rooms: int = 1) -> dict[str, Any]:
         """One step, repeated (up to --retries times, while time is left) when other processes
         disturbed it; the least disturbed attempt is kept and says how many there were."""
         attempts = []
@@ -118,7 +118,7 @@ class Bench:
             if attempt:
                 self.wait_quiet(self.args.wait_quiet)
             record = self._step(system, gen, workload, deliveries_per_s=deliveries_per_s, duration=duration,
-                                abort=abort)
+                                abort=abort, rooms=rooms)
             attempts.append(record)
             if not record.get("disturbed") or self.over_budget() or attempt == self.args.retries:
                 break
@@ -131,17 +131,20 @@ class Bench:
         return time.monotonic() - self.started > self.args.budget
 
     def _step(self, system: systems.System, gen: loadgen.LoadGenerator, workload: str, *,
-              deliveries_per_s: float, duration: float, abort: bool = False) -> dict[str, Any]:
+              deliveries_per_s: float, duration: float, abort: bool = False, rooms: int = 1) -> dict[str, Any]:
         args = self.args
         system.check_alive()
         self.settle(system)
         ensured = gen.ensure()
         clients = ensured["total_joined"]
+        # One room: 10 senders, each shout reaching every client. Many rooms: every client
+        # shouts, each shout reaching its room's members.
+        senders, per_shout = (args.senders, clients) if rooms == 1 else (clients, clients / rooms)
         self.step_no += 1
         cpu0 = system.cpu_seconds()
         cores0 = procs.core_times()
         t0 = time.monotonic()
-        result = gen.run(step=self.step_no, senders=args.senders, rate=deliveries_per_s / clients,
+        result = gen.run(step=self.step_no, senders=senders, rate=deliveries_per_s / per_shout,
                          duration=duration, drain=args.drain, abort_over_1s_fraction=0.01 if abort else 0.0)
         wall = time.monotonic() - t0
         cpu1 = system.cpu_seconds()
@@ -207,8 +210,25 @@ class Bench:
                 self.profile(system, gen)
             if args.ramp:
                 self.ramp(system, gen, fixed)
+            if args.room_rates and len(system.nodes) > 1 or args.room_rates and args.room_rates_single:
+                self.small_rooms(system, gen)
         finally:
             gen.stop()
+
+    def small_rooms(self, system: systems.System, gen: loadgen.LoadGenerator) -> None:
+        """Rooms of two, whose members are on different nodes (client i is on node i % 3 and
+        shares room i % (C/2) with client i + C/2), every client shouting: each broadcast makes
+        2 deliveries and crosses between nodes, so the transport between nodes is most of the
+        work, where in one big room the socket writes are."""
+        args = self.args
+        gen.close_all()
+        rooms = args.clients // 2
+        got = gen.connect(system.ws_urls(), args.clients, topic="room:pairs", rooms=rooms,
+                          concurrency=args.connect_concurrency)
+        if got["failed"]:
+            raise RuntimeError(f"{got['failed']} clients failed to join a room of two: {got['first_failure']}")
+        for rate in args.room_rates:
+            self.step(system, gen, f"rooms2-{int(rate)}", deliveries_per_s=rate, duration=args.duration, rooms=rooms)
 
     def ramp(self, system: systems.System, gen: loadgen.LoadGenerator, known: list[dict[str, Any]]) -> None:
         """The highest sustained rate: double from the best known pass to the first failure,
@@ -457,6 +477,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ramp-cap", type=float, default=640000.0)
     p.add_argument("--ramp-max-steps", type=int, default=6)
     p.add_argument("--bisections", type=int, default=3)
+    p.add_argument("--room-rates", type=_csv(float), default=None,
+                   help="loads (deliveries/s) for rooms of two across nodes, every client shouting (5000; quick none)")
+    p.add_argument("--room-rates-single", action="store_true", help="also run the rooms of two on the single node")
     p.add_argument("--idle", type=_csv(int), default=None, help="idle connection counts (2000,20000; quick: none)")
     p.add_argument("--no-idle", dest="idle", action="store_const", const=[])
     p.add_argument("--idle-systems", type=_csv(str), default=None, help="systems for the idle test (default: single,gossipy)")
@@ -490,6 +513,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.duration = 4.0 if quick else 10.0
     if args.ramp is None:
         args.ramp = not quick
+    if args.room_rates is None:
+        args.room_rates = [] if quick else [5000.0]
     if args.idle is None:
         args.idle = [] if quick else [2000, 20000]
     if args.idle_systems is None:

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// The benchmark's load generator: C Phoenix Channels clients in this one process, all joined to
-// one topic, S of them shouting at a total rate R for D seconds. Every receipt is accounted for
+// The benchmark's load generator: C Phoenix Channels clients in this one process, joined to one
+// topic (or spread over `rooms` topics: client i joins room i % rooms), S of them shouting at a
+// total rate R for D seconds, each shout reaching the members of the sender's room. Every receipt is accounted for
 // (lost, duplicated, out of order, latency), and the generator measures its own CPU so a run can
 // say when the generator, not the server, was the limit.
 //
 // Driven over stdin/stdout, one JSON object per line each way (bench/loadgen.py is the driver):
-//   {"cmd":"connect","urls":[...],"clients":C,"topic":"room:1","vsn":"2.0.0"}  -> {"ok":true,"joined":...}
+//   {"cmd":"connect","urls":[...],"clients":C,"topic":"room:1","rooms":1,"vsn":"2.0.0"} -> {"ok":true,"joined":...}
 //   {"cmd":"run","step":1,"senders":S,"rate":R,"duration":D,...}               -> {"ok":true,"delivered":...}
 //   {"cmd":"ensure"}   reconnect and rejoin whatever was closed                 -> {"ok":true,"joined":...}
 //   {"cmd":"stats"}    connection counts                                       -> {"ok":true,...}
@@ -22,7 +23,8 @@ const HEARTBEAT_MS = 30000; // phoenix.js's default heartbeatIntervalMs
 const MESSAGE = 'hello from the benchmark, a chat line of ordinary length';
 
 let clients = [];      // index -> Client
-let topic = 'room:1';
+let topic = 'room:1';  // with rooms > 1: room:1/0, room:1/1, ...
+let rooms = 1;
 let vsn = '2.0.0';
 let urls = [];
 let run = null;        // the step being measured, or null between steps
@@ -32,10 +34,13 @@ let heartbeatCursor = 0;
 
 function log(...args) { process.stderr.write(`[loadgen] ${args.join(' ')}\n`); }
 
-function encode(joinRef, ref, event, payload) {
+function encode(joinRef, ref, topic, event, payload) {
   if (vsn === '2.0.0') return JSON.stringify([joinRef, ref, topic, event, payload]);
   return JSON.stringify({ topic, event, payload, ref, join_ref: joinRef });
 }
+
+function roomOf(index) { return index % rooms; }
+function topicOf(index) { return rooms === 1 ? topic : `${topic}/${roomOf(index)}`; }
 
 function decode(text) {
   const m = JSON.parse(text);
@@ -47,6 +52,7 @@ class Client {
   constructor(index, url) {
     this.index = index;
     this.url = url;
+    this.topic = topicOf(index);
     this.ws = null;
     this.state = 'new';   // new | connecting | joined | closed
     this.ref = 0;
@@ -78,7 +84,7 @@ class Client {
       this.ws = ws;
       ws.on('open', () => {
         this.joinRef = this.nextRef();
-        ws.send(encode(this.joinRef, this.joinRef, 'phx_join', {}));
+        ws.send(encode(this.joinRef, this.joinRef, this.topic, 'phx_join', {}));
       });
       ws.on('message', (data) => {
         if (this.state === 'joined') { receive(this, data); return; }
@@ -115,12 +121,13 @@ function receive(client, data) {
   const s = p.s, q = p.q;
   if (!(s >= 0 && s < r.senders && q >= 0 && q < r.perSender)) { r.badFrames += 1; return; }
   const c = client.index;
-  const slot = (s * r.perSender + q) * r.clients + c;
+  if (r.roomOfSender[s] !== roomOf(c)) { r.misrouted += 1; return; }
+  const slot = (s * r.perSender + q) * r.roomSize + r.position[c];
   const seen = r.seen[slot];
   if (seen) { r.duplicates += 1; if (seen < 255) r.seen[slot] = seen + 1; return; }
   r.seen[slot] = 1;
-  const last = r.lastSeq[s * r.clients + c];
-  if (q < last) r.outOfOrder += 1; else r.lastSeq[s * r.clients + c] = q;
+  const pair = s * r.roomSize + r.position[c];
+  if (q < r.lastSeq[pair]) r.outOfOrder += 1; else r.lastSeq[pair] = q;
   const latency = now - p.t / 1000;
   if (r.nLatency < r.latency.length) r.latency[r.nLatency++] = latency;
   if (latency > 1000) r.over1s += 1;
@@ -141,6 +148,7 @@ function round(x, digits = 3) { return x === null ? null : Math.round(x * 10 ** 
 async function cmdConnect(msg) {
   urls = msg.urls;
   topic = msg.topic || topic;
+  if (clients.length === 0) rooms = Math.max(1, msg.rooms || 1);
   vsn = msg.vsn || vsn;
   const wanted = msg.clients;
   const concurrency = msg.concurrency || 100;
@@ -188,7 +196,7 @@ function startHeartbeats() {
     const n = Math.ceil((clients.length * tickMs) / HEARTBEAT_MS);
     for (let i = 0; i < n && clients.length; i++) {
       const c = clients[heartbeatCursor++ % clients.length];
-      if (c.state === 'joined') {
+      if (c.state === 'joined' && c.ws.readyState === WebSocket.OPEN) {
         const ref = c.nextRef();
         c.send(vsn === '2.0.0' ? JSON.stringify([null, ref, 'phoenix', 'heartbeat', {}])
                                : JSON.stringify({ topic: 'phoenix', event: 'heartbeat', payload: {}, ref }));
@@ -212,15 +220,23 @@ async function cmdRun(msg) {
   // Spread the senders over the clients (and so over the nodes, which clients alternate between).
   for (let i = 0; i < senders; i++) senderClients.push(clients[joinedIdx[Math.floor((i * joinedIdx.length) / senders)]]);
   const nClients = clients.length;
-  const expectedPerShout = joinedIdx.length;
-  const expectedTotal = total * expectedPerShout;
+  // Members of each room (joined at the start of the step) and each client's place in its room.
+  const members = Array.from({ length: rooms }, () => []);
+  const position = new Int32Array(nClients);
+  const roomSize = Math.ceil(nClients / rooms);
+  for (let i = 0; i < nClients; i++) position[i] = Math.floor(i / rooms);
+  for (const i of joinedIdx) members[roomOf(i)].push(i);
+  const roomOfSender = Int32Array.from(senderClients, (c) => roomOf(c.index));
+  // Shout n comes from sender n % S: the deliveries it should make are its room's members.
+  let expectedTotal = 0;
+  for (let n = 0; n < total; n++) expectedTotal += members[roomOfSender[n % senders]].length;
   const maxLatency = Math.min(expectedTotal, msg.max_samples || 30000000);
   const r = {
-    step: msg.step, senders, perSender, clients: nClients,
-    seen: new Uint8Array(senders * perSender * nClients),
-    lastSeq: new Int32Array(senders * nClients).fill(-1),
+    step: msg.step, senders, perSender, clients: nClients, roomSize, position, roomOfSender,
+    seen: new Uint8Array(senders * perSender * roomSize),
+    lastSeq: new Int32Array(senders * roomSize).fill(-1),
     latency: new Float64Array(maxLatency), nLatency: 0,
-    delivered: 0, duplicates: 0, outOfOrder: 0, badFrames: 0, over1s: 0, disconnects: 0,
+    delivered: 0, duplicates: 0, outOfOrder: 0, badFrames: 0, misrouted: 0, over1s: 0, disconnects: 0,
     lastReceipt: 0,
   };
   const sent = new Int32Array(senders);
@@ -259,7 +275,7 @@ async function cmdRun(msg) {
         const c = senderClients[i];
         const payload = { message: MESSAGE, s: i, q: sent[i], t: Math.round(intended * 1000), k: r.step };
         if (padding) payload.pad = padding;
-        if (c.state === 'joined') c.send(encode(c.joinRef, c.nextRef(), 'shout', payload));
+        if (c.state === 'joined') c.send(encode(c.joinRef, c.nextRef(), c.topic, 'shout', payload));
         sent[i] += 1;
         nSent += 1;
       }
@@ -273,7 +289,8 @@ async function cmdRun(msg) {
   const tSent = performance.now();
   if (dropTimer) clearTimeout(dropTimer);
   const shouts = sent.reduce((a, b) => a + b, 0);
-  const expected = shouts * expectedPerShout;
+  let expected = 0;
+  for (let i = 0; i < senders; i++) expected += sent[i] * members[roomOfSender[i]].length;
 
   // Drain: until everything arrived, or nothing arrived for quietMs, or drainMs passed.
   await new Promise((resolve) => {
@@ -293,16 +310,20 @@ async function cmdRun(msg) {
 
   // Lost: a shout that was sent, times a client that was joined when the step began, not seen.
   let lost = 0;
-  const joinedSet = new Uint8Array(nClients);
-  for (const c of joinedIdx) joinedSet[c] = 1;
+  let extra = 0; // deliveries to room places whose client was not joined at the start (should be none)
+  const joinedPlace = new Uint8Array(rooms * roomSize);
+  for (const c of joinedIdx) joinedPlace[roomOf(c) * roomSize + position[c]] = 1;
   for (let s = 0; s < senders; s++) {
-    for (let q = 0; q < sent[s]; q++) {
-      const base = (s * perSender + q) * nClients;
-      for (const c of joinedIdx) if (!r.seen[base + c]) lost += 1;
+    const room = roomOfSender[s];
+    for (let q = 0; q < perSender; q++) {
+      const base = (s * perSender + q) * roomSize;
+      for (let p = 0; p < roomSize; p++) {
+        const got = r.seen[base + p];
+        if (joinedPlace[room * roomSize + p]) { if (!got && q < sent[s]) lost += 1; }
+        else if (got) extra += 1;
+      }
     }
   }
-  let extra = 0; // deliveries to clients that were not joined at the start (should be none)
-  for (let i = 0; i < r.seen.length; i++) if (r.seen[i] && !joinedSet[i % nClients]) extra += 1;
 
   const n = r.nLatency;
   const lat = r.latency.subarray(0, n).sort();
@@ -311,9 +332,9 @@ async function cmdRun(msg) {
   const active = Math.max(aborted ? 0 : duration, ((r.lastReceipt || tSent) - t0) / 1000);
   const genCpu = (cpu.user + cpu.system) / 1e6;
   return {
-    step: r.step, senders, clients: expectedPerShout, rate, duration, aborted,
+    step: r.step, senders, clients: joinedIdx.length, rooms, rate, duration, aborted,
     shouts, expected, delivered: r.delivered, lost, duplicates: r.duplicates, out_of_order: r.outOfOrder,
-    extra, bad_frames: r.badFrames, disconnects: r.disconnects, stale: stale - staleBefore,
+    extra, misrouted: r.misrouted, bad_frames: r.badFrames, disconnects: r.disconnects, stale: stale - staleBefore,
     offered_per_s: round(expected / (aborted ? Math.max(1e-9, (tSent - t0) / 1000) : duration), 1),
     deliveries_per_s: round(r.delivered / Math.max(1e-9, active), 1),
     latency_ms: {
