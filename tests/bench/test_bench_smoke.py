@@ -92,3 +92,15 @@ def test_sustained_rule_and_report(tmp_path: Path) -> None:
     report.write_readme(records, str(readme))                 # idempotent: one section, prose kept
     text = readme.read_text()
     assert text.startswith("# prose stays") and text.count(report.README_START) == 1
+
+
+def test_rooms_of_two_reach_only_their_members(node: systems.System, tmp_path: Path) -> None:
+    gen = loadgen.LoadGenerator(log_path=str(tmp_path / "loadgen.log"))
+    try:
+        assert gen.connect(node.ws_urls(), CLIENTS, topic="room:pairs", rooms=CLIENTS // 2)["joined"] == CLIENTS
+        r = gen.run(step=1, senders=CLIENTS, rate=80, duration=1.0)
+        assert r["shouts"] == 80 and r["rooms"] == CLIENTS // 2
+        assert r["expected"] == r["shouts"] * 2 == r["delivered"]
+        assert (r["lost"], r["duplicates"], r["out_of_order"], r["extra"], r["misrouted"]) == (0,) * 5
+    finally:
+        gen.stop()
