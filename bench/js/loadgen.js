@@ -346,7 +346,7 @@ async function cmdRun(msg) {
     send_seconds: round((tSent - t0) / 1000), wall_seconds: round(wall),
     send_slip_max_ms: round(sendSlipMax),
     generator: {
-      cpu_seconds: round(genCpu), cpu_fraction: round(genCpu / wall),
+      cpu_seconds: round(genCpu), cpu_fraction: round(genCpu / wall), system_seconds: round(cpu.system / 1e6),
       loop_delay_p99_ms: round(loopDelay.percentile(99) / 1e6), loop_delay_max_ms: round(loopDelay.max / 1e6),
     },
   };
