@@ -23,7 +23,7 @@ import yaml
 from server import settings
 
 from . import BuildError, archive, pexfile, runtime, wheels
-from .contract import Release
+from .contract import ENTRY_POINT, Release
 from .project import Project, check_python, pinned_requirements, source_date_epoch
 
 SCRIPT_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "gossipy.sh")
@@ -65,6 +65,9 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
         raise doc.fail(("release", "tmp_dir"), "bin/gossipy reads it before Python starts, so it "
                        "cannot hold ${VAR}; give a plain path, or set RELEASE_TMP at boot")
     python_version = check_python(project)
+    server_dir = os.path.join(project.root, "server")
+    if not os.path.isfile(os.path.join(server_dir, "__main__.py")):
+        raise BuildError(f"{server_dir}/__main__.py is missing: the PEX's entry point is {ENTRY_POINT}")
     epoch, epoch_source = source_date_epoch(project, environ, Release.ENV_SOURCE_DATE_EPOCH)
     include_python = bool(options["include_python"])
     contract = Release(
@@ -87,10 +90,6 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
 
     step(f"building the PEX {contract.pex} (server + pinned wheels, offline)")
     with tempfile.TemporaryDirectory(prefix="gossipy-pex-src-") as source_dir:
-        server_dir = os.path.join(project.root, "server")
-        if not os.path.isfile(os.path.join(server_dir, "__main__.py")):
-            raise BuildError(f"{server_dir}/__main__.py is missing: the PEX's entry point is "
-                             f"{contract.entry_point}")
         shutil.copytree(server_dir, os.path.join(source_dir, "server"), ignore=_SOURCE_IGNORE)
         pexfile.build_pex(source_dir, project.requirements_file, wheelhouse, contract.entry_point,
                           os.path.join(root, contract.pex))
@@ -122,6 +121,8 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
     say(f"    release: {os.path.relpath(root, project.root)}/")
     say(f"    tarball: {os.path.relpath(tarball, project.root)}")
     say(f"    run it:  tar -xzf {name}.tar.gz -C DIR && DIR/bin/{name} foreground")
+    say(f"    it writes its pid, log and unpacked code under ${Release.ENV_TMP} "
+        f"(default: {tmp_dir or '${TMPDIR:-/tmp}/' + name})")
     return contract
 
 

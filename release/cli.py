@@ -46,8 +46,9 @@ def run(argv: list[str], root: str) -> int:
              f"prod (include_python: true), each with a fresh {scaffold.COOKIE_LENGTH}-character cookie")
         _say("next: python build.py release --env=prod")
         return 0
-    if args.command == "release.clean" and args.all:
-        envs = builder.built_environments(project)
+    if args.command == "release.clean" and (args.all or args.env):
+        # Cleaning must work even while vm.yml is broken.
+        envs = builder.built_environments(project) if args.all else [args.env]
         if not envs:
             _say("nothing to remove: no release has been built")
         builder.clean(project, envs, _say)
@@ -57,7 +58,7 @@ def run(argv: list[str], root: str) -> int:
     if args.command == "release":
         builder.build(project, args.env, _say, os.environ)
     else:
-        builder.clean(project, [builder.choose_environment(settings.read_document(project.vm_yml), args.env)], _say)
+        builder.clean(project, [builder.choose_environment(settings.read_document(project.vm_yml), None)], _say)
     return 0
 
 

@@ -61,6 +61,8 @@ LOGFILE=$RELEASE_TMP/log/$REL_NAME.log
 export RELEASE_TMP PEX_ROOT
 
 ensure_tmp() {
+    # In a shared /tmp, a symlink planted at the default path would aim our writes elsewhere.
+    [ ! -L "$RELEASE_TMP" ] || die "$RELEASE_TMP is a symlink; set RELEASE_TMP to the folder itself"
     # Private (umask 077): the unpacked code and the log are this node's alone.
     (umask 077 && mkdir -p "$RELEASE_TMP/log") 2>/dev/null \
         || die "cannot create $RELEASE_TMP; set RELEASE_TMP to a writable folder"
@@ -133,7 +135,7 @@ case ${1:-} in
         "$PYTHON" -I "$PEX" --config "$SETTINGS" describe >/dev/null
         rm -f "$PIDFILE"
         # A session of its own: a Ctrl-C or hang-up meant for this terminal must not reach it.
-        if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=nohup; fi
+        if command -v setsid >/dev/null 2>&1; then detach='setsid'; else detach='nohup'; fi
         $detach "$script" foreground </dev/null >>"$LOGFILE" 2>&1 &
         child=$!
         tries=0

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from released import HOST_VAR, HOSTS, Release, wait_until
+from requirements import require
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -158,3 +159,25 @@ def test_a_symlink_to_the_script_finds_the_release(prod_root: Path, no_python_pa
     done = subprocess.run([str(link), "describe"], env=node.env, cwd=scratch, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["environment"] == "prod"
+
+
+def test_a_symlink_as_tmp_folder_is_refused(prod_root: Path, no_python_path: str,
+                                            make_node, scratch: Path) -> None:
+    elsewhere = scratch / "elsewhere"
+    elsewhere.mkdir()
+    planted = scratch / "planted"
+    planted.symlink_to(elsewhere)
+    linked = make_node(prod_root, no_python_path).run("describe", RELEASE_TMP=str(planted))
+    assert linked.returncode == 1 and "is a symlink" in linked.stderr
+    assert not list(elsewhere.iterdir())
+
+
+def test_another_user_s_tmp_folder_is_refused(prod_root: Path, no_python_path: str,
+                                              make_node, scratch: Path) -> None:
+    require(os.geteuid() == 0, "giving a folder to another user needs root")
+    foreign = scratch / "foreign"
+    foreign.mkdir()
+    os.chown(foreign, 65534, 65534)
+    taken = make_node(prod_root, no_python_path).run("start", RELEASE_TMP=str(foreign))
+    assert taken.returncode == 1 and "belongs to another user" in taken.stderr
+    assert not (foreign / "gossipy.pid").exists()
