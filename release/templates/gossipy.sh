@@ -85,7 +85,7 @@ find_python() {
         [ -n "$PYTHON" ] || die "no python3 on PATH; this release (include_python: false) needs Python $PYTHON_VERSION on the target"
     fi
     # _ssl loads the system's libssl, which Tornado cannot do without.
-    if ! found=$("$PYTHON" -I -S -c 'import sys; print("%d.%d" % sys.version_info[:2]); import _ssl' 2>&1); then
+    if ! found=$("$PYTHON" -I -S -c 'import _ssl, sys; print("%d.%d" % sys.version_info[:2])' 2>&1); then
         case $found in
             *ImportError*)
                 die "$PYTHON cannot load a system library the node needs:

@@ -68,6 +68,7 @@ def test_a_missing_system_library_is_named_with_the_package_to_install(
     done = make_node(broken_copy, no_python_path).run("describe")
     assert done.returncode == 1
     assert "cannot load a system library the node needs" in done.stderr
+    assert "ImportError: " in done.stderr  # Python's own reason, not the version it printed
     assert "apt-get install libssl3" in done.stderr
 
 
