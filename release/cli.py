@@ -21,7 +21,7 @@ ENV defaults to vm.yml's release.default_environment."""
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="build.py", usage=USAGE,
                                      description="Distillery-style releases of gossipy.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="python build.py")
     init = commands.add_parser("release.init", help="write a commented vm.yml")
     init.add_argument("--force", action="store_true", help="replace an existing vm.yml")
     release = commands.add_parser("release", help="build a release")
