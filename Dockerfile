@@ -16,5 +16,9 @@ ENV PORT=4000
 # ADD unpacks a local tar.gz into the folder.
 ADD _build/prod/rel/gossipy/releases/0.0.1/gossipy.tar.gz /www/gossipy
 WORKDIR /www/gossipy
+# Run the release once: it unpacks its PEX into RELEASE_TMP (/tmp/gossipy) now rather than at
+# every container's first boot (~1-2 s saved), and a release that cannot run on this base
+# image fails the build here instead of at `up`.
+RUN ./bin/gossipy describe > /dev/null
 # Exec form: bin/gossipy is PID 1 and gets docker's signals itself.
 ENTRYPOINT ["./bin/gossipy", "foreground"]

@@ -25,12 +25,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _progress_to_terminal(request: pytest.FixtureRequest) -> None:
-    """Progress lines go to the terminal as they happen, so a CI log shows where a run stopped."""
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
-        harness.set_log_sink(lambda line: reporter.write_line(line))
+def pytest_configure(config: pytest.Config) -> None:
+    """Progress lines go to the terminal as they happen, past output capture, so a CI log
+    shows where a run stopped (for every user of the harness in this pytest run)."""
+
+    def write(line: str) -> None:
+        # Looked up per line: the terminal reporter registers after this hook may run.
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if reporter is None or capture is None:
+            print(line, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    harness.set_log_sink(write)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ Every step prints a timestamped progress line through :func:`log`.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -20,10 +21,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -42,6 +45,10 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 RUN_LABEL = "gossipy.e2e.run"
 COMMAND_TIMEOUT = 600  # seconds for one build or compose command
+# The host ports are fixed (4001-4003), so clusters on one machine take turns: each holds this
+# lock from `up` to `remove`, across processes (another developer's run waits, not collides).
+PORTS_LOCK = Path(tempfile.gettempdir()) / "gossipy-e2e-ports.lock"
+PORTS_LOCK_WAIT = 900.0
 
 _sink: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 
@@ -201,6 +208,16 @@ def wait_serving(port: int, timeout: float = 30.0) -> float:
     raise AssertionError(f"nothing answered GET http://127.0.0.1:{port}/cluster within {timeout} s")
 
 
+def _docker_time(stamp: str) -> float:
+    """Docker's RFC 3339 UTC time with nanoseconds (2026-11-27T08:16:15.574085176Z) -> epoch s."""
+    date, _, fraction = stamp.rstrip("Z").partition(".")
+    when = datetime.fromisoformat(date).replace(tzinfo=timezone.utc)
+    return when.timestamp() + (float("0." + fraction) if fraction else 0.0)
+
+
+_ports_holder: str | None = None  # the project of this process that holds PORTS_LOCK
+
+
 class Cluster:
     """One compose project: containers ws1, ws2 (, ws3) from a release tree's compose file."""
 
@@ -210,6 +227,42 @@ class Cluster:
         self.project = f"gossipye2e{uuid.uuid4().hex[:10]}"
         self.compose = compose_command()
         self.extra: list[str] = []  # ids of containers started outside compose
+        self._ports_lock: Any = None
+        self.last_tree = tree  # `down` uses the compose file of the last `up`
+
+    def _hold_ports(self) -> None:
+        global _ports_holder
+        if self._ports_lock is not None:
+            return
+        if _ports_holder is not None:
+            raise CommandError(f"{self.project}: cluster {_ports_holder} of this process still holds the "
+                               f"host ports; remove it first")
+        lock = open(PORTS_LOCK, "w")
+        deadline = time.monotonic() + PORTS_LOCK_WAIT
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    raise CommandError(f"another e2e cluster on this machine held {PORTS_LOCK} (ports "
+                                       f"4001-4003) for {PORTS_LOCK_WAIT:.0f} s") from None
+                if not waiting:
+                    log(f"{self.project}: waiting for another e2e cluster on this machine to release "
+                        f"ports 4001-4003 ({PORTS_LOCK})")
+                    waiting = True
+                time.sleep(1)
+        self._ports_lock = lock
+        _ports_holder = self.project
+
+    def _release_ports(self) -> None:
+        global _ports_holder
+        if self._ports_lock is not None:
+            self._ports_lock.close()
+            self._ports_lock = None
+            _ports_holder = None
 
     def _compose(self, *args: str, tree: ReleaseTree | None = None) -> str:
         tree = tree or self.tree
@@ -218,12 +271,14 @@ class Cluster:
 
     def up(self, *services: str, tree: ReleaseTree | None = None) -> None:
         """``compose up -d [services]`` (builds the images from the tree's release tarball)."""
+        self._hold_ports()
         wanted = services or tuple(yaml.safe_load((self.tree.path / "docker-compose.yml").read_text())["services"])
         busy = [HOST_PORTS[s] for s in wanted if s in HOST_PORTS and port_answers(HOST_PORTS[s])]
         if busy:
             raise CommandError(f"127.0.0.1 port(s) {busy} already in use: another cluster running? (`docker ps`)")
         log(f"{self.project}: compose up {' '.join(services) or '(all)'}")
         self._compose("up", "-d", *services, tree=tree)
+        self.last_tree = tree or self.tree
 
     def kill(self, service: str) -> None:
         log(f"{self.project}: compose kill {service}")
@@ -233,11 +288,14 @@ class Cluster:
         log(f"{self.project}: compose start {service}")
         self._compose("start", service)
 
-    def container(self, service: str):
+    def container(self, who: str):
+        """The container of a compose service ("ws1"), or of an id that :meth:`run_extra` returned."""
+        if who in self.extra:
+            return self.client.containers.get(who)
         found = self.client.containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}",
-                                                                         f"{SERVICE_LABEL}={service}"]})
+                                                                         f"{SERVICE_LABEL}={who}"]})
         if len(found) != 1:
-            raise CommandError(f"{self.project}: expected one container for service {service}, found {len(found)}")
+            raise CommandError(f"{self.project}: expected one container for service {who}, found {len(found)}")
         return found[0]
 
     def started_at(self, service: str) -> tuple[str, str]:
@@ -246,10 +304,42 @@ class Cluster:
         container.reload()
         return container.id, container.attrs["State"]["StartedAt"]
 
-    def logs(self, service_or_id: str) -> str:
-        container = (self.client.containers.get(service_or_id) if service_or_id in self.extra
-                     else self.container(service_or_id))
-        return container.logs().decode(errors="replace")
+    def start_time(self, who: str) -> float:
+        """When the container last started (State.StartedAt), in epoch seconds."""
+        container = self.container(who)
+        container.reload()
+        return _docker_time(container.attrs["State"]["StartedAt"])
+
+    def logs(self, who: str) -> str:
+        return self.container(who).logs().decode(errors="replace")
+
+    def _stamped_lines(self, who: str, pattern: str) -> list[tuple[float, str]]:
+        """(docker's timestamp as epoch seconds, line) for each log line matching ``pattern``."""
+        found = []
+        for line in self.container(who).logs(timestamps=True).decode(errors="replace").splitlines():
+            stamp, _, text = line.partition(" ")
+            if re.search(pattern, text):
+                found.append((_docker_time(stamp), text))
+        return found
+
+    def log_times(self, who: str, pattern: str) -> list[float]:
+        """When each log line of ``who`` matching ``pattern`` was written (epoch seconds)."""
+        times = [when for when, _ in self._stamped_lines(who, pattern)]
+        if not times:
+            raise AssertionError(f"{self.project}: no log line of {who} matches {pattern!r}:\n{self.logs(who)[-3000:]}")
+        return times
+
+    def wait_log(self, who: str, pattern: str, timeout: float = 30.0) -> str:
+        """The first log line of ``who`` matching ``pattern``, waiting for it up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._stamped_lines(who, pattern)
+            if found:
+                return found[0][1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.project}: {who} logged no line matching {pattern!r} within "
+                                     f"{timeout} s:\n{self.logs(who)[-3000:]}")
+            time.sleep(0.25)
 
     def network(self) -> str:
         return f"{self.project}_default"
@@ -265,9 +355,11 @@ class Cluster:
         self.extra.append(container.id)
         return container.id
 
-    def exec(self, service: str, *command: str) -> tuple[int, str]:
-        log(f"{self.project}: docker exec {service} {' '.join(command)}")
-        result = self.container(service).exec_run(list(command), workdir="/www/gossipy")
+    def exec(self, who: str, *command: str) -> tuple[int, str]:
+        """Runs a command in a container (in the release's folder); (exit code, output)."""
+        name = who if who not in self.extra else who[:12]
+        log(f"{self.project}: docker exec {name} {' '.join(command)}")
+        result = self.container(who).exec_run(list(command), workdir="/www/gossipy")
         return result.exit_code, result.output.decode(errors="replace")
 
     def wait_mesh(self, services: Iterable[str], timeout: float = 40.0) -> float:
@@ -306,10 +398,12 @@ class Cluster:
             except DockerException as exc:
                 log(f"{self.project}: cannot remove container {container_id[:12]}: {exc}")
         try:
-            self._compose("down", "--rmi", "local", "--volumes", "--remove-orphans", "--timeout", "5")
+            self._compose("down", "--rmi", "local", "--volumes", "--remove-orphans", "--timeout", "5",
+                          tree=self.last_tree)
         except (CommandError, OSError) as exc:
             log(f"{self.project}: compose down failed, sweeping with the SDK: {exc}")
         self._sweep()
+        self._release_ports()
 
     def _sweep(self) -> None:
         labels = {"label": f"{PROJECT_LABEL}={self.project}"}

@@ -68,7 +68,7 @@ def test_kill_and_restart_ws2(base_tree, make_cluster):
 
 def test_add_ws3_without_restarting(base_tree, three_node_tree, make_cluster):
     """Flow 3: with ws1 and ws2 running the old release, ws3 (the new release, on a copy of
-    the repository) is started alone; it links to both within 2 s of serving, ws1 and ws2 are
+    the repository) is started alone; it links to both within 2 s of starting, ws1 and ws2 are
     not restarted, their clients stay connected, and 4001, 4002 and 4003 all chat."""
     cluster = make_cluster(base_tree)
     cluster.up()
@@ -82,12 +82,17 @@ def test_add_ws3_without_restarting(base_tree, three_node_tree, make_cluster):
             await assert_chat(a, [a, b], "two nodes")
 
             await to_thread(cluster.up, "ws3", tree=three_node_tree)
-            up_returned = time.monotonic()
-            serving = await to_thread(wait_serving, HOST_PORTS["ws3"], 30.0)
-            linked = await to_thread(cluster.wait_mesh, ["ws1", "ws2", "ws3"], 10.0)
-            log(f"ws3 served {serving - up_returned:.2f} s after `up ws3` returned, "
-                f"and the mesh was complete {linked:.2f} s after that")
-            assert linked <= 2.0, f"ws3 took {linked:.2f} s after serving to link to ws1 and ws2 (limit 2 s)"
+            await to_thread(cluster.wait_mesh, ["ws1", "ws2", "ws3"])
+            # From ws3's container start to the last of the four "node up" events (ws3 sees ws1
+            # and ws2, ws1 and ws2 see ws3), by docker's own clock (State.StartedAt, log stamps).
+            started = cluster.start_time("ws3")
+            running = cluster.log_times("ws3", r".")[0]
+            ups = [cluster.log_times("ws3", rf"node up: {node(s)} ")[-1] for s in ("ws1", "ws2")]
+            ups += [cluster.log_times(s, rf"node up: {node('ws3')} ")[-1] for s in ("ws1", "ws2")]
+            linked = max(ups) - started
+            log(f"ws3 linked to ws1 and ws2 {linked:.3f} s after its container started "
+                f"({max(ups) - running:.3f} s after its first log line)")
+            assert linked <= 2.0, f"ws3 took {linked:.2f} s from its start to link to ws1 and ws2 (limit 2 s)"
 
             c = await join_room(HOST_PORTS["ws3"])
             try:
@@ -104,11 +109,6 @@ def test_add_ws3_without_restarting(base_tree, three_node_tree, make_cluster):
         assert cluster.started_at(service) == was, f"{service} was restarted or recreated while ws3 was added"
 
 
-# How each side words a cookie refusal: the node that was dialled, and the dialler.
-REFUSED_ON_CLUSTER = re.compile(r"(?i)(refus|reject|denied|bad.?cookie).*intruder|intruder.*(refus|reject|denied|bad.?cookie)")
-REFUSED_ON_INTRUDER = re.compile(r"(?i)(refus|reject|denied|bad.?cookie|not.allowed)")
-
-
 def test_wrong_cookie_is_refused(base_tree, make_cluster):
     """Flow 4: a node started with a wrong cookie (RELEASE_COOKIE) on the cluster's network
     is refused by ws1 and ws2, says so in its log, and the others carry on."""
@@ -118,26 +118,20 @@ def test_wrong_cookie_is_refused(base_tree, make_cluster):
     before = {s: cluster.started_at(s) for s in ("ws1", "ws2")}
 
     intruder = cluster.run_extra("intruder", {"RELEASE_COOKIE": "wrong-cookie-" + secrets.token_hex(12)})
-    deadline = time.monotonic() + 30
-    cluster_logs = intruder_log = ""
-    while time.monotonic() < deadline:
-        cluster_logs = cluster.logs("ws1") + cluster.logs("ws2")
-        intruder_log = cluster.logs(intruder)
-        if REFUSED_ON_CLUSTER.search(cluster_logs) and REFUSED_ON_INTRUDER.search(intruder_log):
-            break
-        time.sleep(0.5)
-    assert REFUSED_ON_CLUSTER.search(cluster_logs), (
-        f"ws1/ws2 logged no refusal of gossipy@intruder within 30 s:\n{cluster.describe_state()}")
-    assert REFUSED_ON_INTRUDER.search(intruder_log), (
-        f"the wrong-cookie node did not log that it was refused:\n{intruder_log[-3000:]}")
-    log("the refusal is logged on both sides")
+    # Both sides of each refused handshake: the node dialled, and the wrong-cookie node.
+    for target in ("ws1", "ws2"):
+        line = cluster.wait_log(target, rf"refused connection from .*{node('intruder')}.*bad_cookie")
+        log(f"{target} logged: {line}")
+        line = cluster.wait_log(intruder, rf"cannot connect to {node(target)} .*refused by the peer: bad_cookie")
+        log(f"intruder logged: {line}")
 
+    code, out = cluster.exec(intruder, "./bin/gossipy", "nodes")
+    assert (code, out.split()) == (0, [node("intruder")]), f"the wrong-cookie node's view: exit {code}, {out!r}"
     for service in ("ws1", "ws2"):
         view = cluster_view(HOST_PORTS[service])
         assert view is not None, f"{service} stopped answering after the wrong-cookie node came"
         assert node("intruder") not in view["nodes"], f"{service} accepted the wrong-cookie node: {view}"
     cluster.wait_mesh(["ws1", "ws2"], timeout=5)
-
     asyncio.run(chat_between([HOST_PORTS["ws1"], HOST_PORTS["ws2"]], "carry on"))
     assert {s: cluster.started_at(s) for s in ("ws1", "ws2")} == before, "a node restarted"
 
@@ -150,9 +144,9 @@ def test_nodes_and_ping_commands(three_node_tree, make_cluster):
 
     code, out = cluster.exec("ws1", "./bin/gossipy", "nodes")
     assert code == 0, f"`gossipy nodes` in ws1 exited with {code}: {out}"
-    listed = set(re.findall(r"gossipy@[A-Za-z0-9_.-]+", out))
-    assert {node("ws2"), node("ws3")} <= listed <= {node("ws1"), node("ws2"), node("ws3")}, (
-        f"`gossipy nodes` in ws1 printed: {out!r}")
+    listed = out.split()
+    assert listed[:1] == [node("ws1")] and sorted(listed) == [node("ws1"), node("ws2"), node("ws3")], (
+        f"`gossipy nodes` in ws1 printed {out!r}: expected gossipy@ws1, then gossipy@ws2 and gossipy@ws3")
 
     code, out = cluster.exec("ws1", "./bin/gossipy", "ping")
     assert (code, out.strip()) == (0, "pong"), f"`gossipy ping` in ws1: exit {code}, output {out!r}"
