@@ -10,12 +10,9 @@ from typing import Callable, Iterator
 
 import docker
 import pytest
-from docker.errors import DockerException
 
-import baseimage
 import harness
 from harness import Cluster, ReleaseTree
-from requirements import missing
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,17 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except DockerException as exc:
-        missing(f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}: {exc}); "
-                "`bash .ci/setup-machine` starts one")
-    try:
-        harness.compose_command()
-    except harness.CommandError as exc:
-        missing(str(exc))
-    baseimage.ensure_base_image(client, log=harness.log)
+    client = harness.docker_engine()
     yield client
     client.close()
 

@@ -35,7 +35,9 @@ import yaml
 from docker.errors import DockerException, NotFound
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import baseimage  # noqa: E402
 from phoenix_client import Closed, PhoenixClient  # noqa: E402  (tests/ is not a package)
+from requirements import missing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TARBALL = Path("_build/prod/rel/gossipy/releases/0.0.1/gossipy.tar.gz")
@@ -100,6 +102,23 @@ def compose_command() -> list[str]:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     raise CommandError("neither `docker compose` nor `docker-compose` found (apt-get install docker-compose)")
+
+
+def docker_engine() -> docker.DockerClient:
+    """A client of the local Docker engine, with compose found and the base image built.
+    No engine or no compose: the test skips locally and fails under CI=true."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except DockerException as exc:
+        missing(f"no Docker engine answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}: {exc}); "
+                "`bash .ci/setup-machine` starts one")
+    try:
+        compose_command()
+    except CommandError as exc:
+        missing(str(exc))
+    baseimage.ensure_base_image(client, log=log)
+    return client
 
 
 # ---- release trees ---------------------------------------------------------------------------
