@@ -34,7 +34,8 @@ import docker
 import yaml
 from docker.errors import DockerException, NotFound
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import baseimage  # noqa: E402
 from phoenix_client import Closed, PhoenixClient  # noqa: E402  (tests/ is not a package)
 from requirements import missing  # noqa: E402
@@ -45,7 +46,6 @@ HOST_PORTS = {"ws1": 4001, "ws2": 4002, "ws3": 4003}
 TOPIC = "room:1"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-RUN_LABEL = "gossipy.e2e.run"
 COMMAND_TIMEOUT = 600  # seconds for one build or compose command
 # The host ports are fixed (4001-4003), so clusters on one machine take turns: each holds this
 # lock from `up` to `remove`, across processes (another developer's run waits, not collides).
@@ -55,10 +55,21 @@ PORTS_LOCK_WAIT = 900.0
 _sink: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
 
 
-def set_log_sink(sink: Callable[[str], None]) -> None:
-    """Where progress lines go (the conftest points it at pytest's terminal, past capture)."""
+def live_progress(config: Any) -> None:
+    """Sends progress lines to pytest's terminal as they happen, past output capture, so a CI
+    log shows where a run stopped. ``config``: the pytest config (``request.config``)."""
     global _sink
-    _sink = sink
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if reporter is None or capture is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    _sink = write
 
 
 def log(message: str) -> None:
@@ -75,12 +86,11 @@ class CommandError(AssertionError):
     pass
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str] | None = None,
-        timeout: float = COMMAND_TIMEOUT) -> str:
+def run(command: list[str], cwd: Path, timeout: float = COMMAND_TIMEOUT) -> str:
     """Runs a command to completion; returns its output, or raises with the output's tail."""
     started = time.monotonic()
     try:
-        result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout,
+        result = subprocess.run(command, cwd=cwd, timeout=timeout,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
@@ -215,16 +225,6 @@ def cluster_view(port: int) -> dict[str, Any] | None:
             return json.loads(response.read())
     except (OSError, urllib.error.URLError, ValueError):
         return None
-
-
-def wait_serving(port: int, timeout: float = 30.0) -> float:
-    """Waits until a node answers ``GET /cluster`` on ``port``; returns when (time.monotonic)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cluster_view(port) is not None:
-            return time.monotonic()
-        time.sleep(0.05)
-    raise AssertionError(f"nothing answered GET http://127.0.0.1:{port}/cluster within {timeout} s")
 
 
 def _docker_time(stamp: str) -> float:
@@ -370,7 +370,7 @@ class Cluster:
         container = self.client.containers.run(
             image.id, detach=True, name=f"{self.project}_{hostname}", hostname=hostname,
             network=self.network(), environment=environment,
-            labels={PROJECT_LABEL: self.project, RUN_LABEL: self.project})
+            labels={PROJECT_LABEL: self.project})
         self.extra.append(container.id)
         return container.id
 

@@ -1,22 +1,88 @@
 """The article's flows against real containers (issue 5), one test each.
 
 Clients are real websockets from the host to 127.0.0.1:4001/4002/4003 (the published ports);
-each test has its own compose project, removed at the end pass or fail (conftest.make_cluster).
+each test has its own compose project, removed at the end pass or fail (``make_cluster``).
 Blocking Docker calls run in a thread (``asyncio.to_thread``) so the open websockets keep
 being served meanwhile.
+
+The fixtures live here, not in a tests/e2e/conftest.py: a second conftest module would
+shadow tests/conftest.py for the ``from conftest import ...`` of other test modules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
-import time
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
 
-from harness import (HOST_PORTS, assert_chat, chat_between, assert_disconnected, close_all, cluster_view, join_room, log,
-                     node, wait_serving)
+import docker
+import pytest
 
+import harness
+from harness import (HOST_PORTS, Cluster, ReleaseTree, assert_chat, assert_disconnected, chat_between,
+                     close_all, cluster_view, join_room, log, node)
+
+pytestmark = pytest.mark.e2e
 to_thread = asyncio.to_thread
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _live_progress(request: pytest.FixtureRequest) -> None:
+    harness.live_progress(request.config)
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """The local engine (skip locally, fail under CI=true), base image built."""
+    client = harness.docker_engine()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def trees_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("e2e-trees")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)  # the release builds are tens of MB each
+
+
+@pytest.fixture(scope="module")
+def base_tree(docker_client: docker.DockerClient, trees_dir: Path) -> ReleaseTree:
+    """The repository as it is, released with `python build.py release --env=prod`."""
+    tree = ReleaseTree.copy_repository(trees_dir / "base")
+    tree.release()
+    return tree
+
+
+@pytest.fixture(scope="module")
+def three_node_tree(base_tree: ReleaseTree, trees_dir: Path) -> ReleaseTree:
+    """The article's ws3 step on a copy: ws3 in the compose file and in the prod sync_nodes,
+    then `release.clean` and `release`."""
+    tree = base_tree.copy(trees_dir / "three")
+    tree.add_compose_service("ws3", HOST_PORTS["ws3"])
+    tree.add_sync_node(node("ws3"))
+    assert node("ws3") in tree.prod_sync_nodes(), f"{tree.vm_yml}: the edit did not take"
+    tree.build("release.clean")
+    assert not tree.tarball.exists(), f"release.clean left {tree.tarball}"
+    tree.release()
+    return tree
+
+
+@pytest.fixture
+def make_cluster(docker_client: docker.DockerClient) -> Iterator[Callable[[ReleaseTree], Cluster]]:
+    """Makes compose projects; removes all they created when the test ends, pass or fail."""
+    made: list[Cluster] = []
+
+    def make(tree: ReleaseTree) -> Cluster:
+        cluster = Cluster(docker_client, tree)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.remove()
 
 
 def test_two_nodes_chat(base_tree, make_cluster):
