@@ -6,9 +6,10 @@ and kept across restarts, so clients reconnect to the same URL) and the distribu
 all nodes share. Each node gets a ``--config`` file written by the harness; ``env`` adds
 overrides (``RELEASE_COOKIE``, ``RELEASE_NODE``, ... win over the file, as in a release).
 Everything a node prints goes to its own log file. Nodes are signalled by PID only, and every
-process the harness started is gone when its ``with`` block ends, pass or fail::
+process the harness started is gone when its ``with`` block ends, pass or fail (async tests
+use ``async with``, so their clients keep being served while the nodes stop)::
 
-    with NodeProcesses(tmp_path) as cluster:
+    async with NodeProcesses(tmp_path) as cluster:
         a, b, c = cluster.start_many([2, 3, 4])      # each lists all three
         cluster.wait_for_mesh([a, b, c])
         client = await PhoenixClient.connect(a.port, host=a.host)
@@ -153,6 +154,20 @@ class NodeProcesses:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    async def __aenter__(self) -> "NodeProcesses":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """For async tests: waits without blocking the event loop, so the test's websocket
+        clients can answer the nodes' close frames (else each node waits out its
+        shutdown_timeout)."""
+        self._signal_all(signal.SIGTERM)
+        try:
+            await async_wait_until(lambda: all(n.proc.poll() is not None for n in self.started), 10.0,
+                                   "the nodes to exit")
+        finally:
+            self.close()
+
     def http_port(self, index: int) -> int:
         if index not in self._http_ports:
             self._http_ports[index] = free_port([address(index)])
@@ -213,9 +228,7 @@ class NodeProcesses:
 
     def close(self) -> None:
         """SIGTERM to every node still running (SIGKILL if it lingers), by PID."""
-        for node in self.started:
-            if node.proc.poll() is None:
-                node.send_signal(signal.SIGTERM)
+        self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + 10.0
         for node in self.started:
             try:
@@ -223,6 +236,11 @@ class NodeProcesses:
             except subprocess.TimeoutExpired:
                 node.proc.kill()
                 node.proc.wait()
+
+    def _signal_all(self, sig: int) -> None:
+        for node in self.started:
+            if node.proc.poll() is None:
+                node.send_signal(sig)
 
     def _run(self, index: int, config: dict[str, Any], env: dict[str, str]) -> NodeProcess:
         serial = len(self.started)

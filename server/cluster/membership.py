@@ -274,7 +274,8 @@ class Node:
                 info, early = await run_handshake(hs, reader, writer, decoder)
         except HandshakeError as exc:
             failure = f"{'refused by the peer' if exc.by_peer else 'refused'}: {exc}"
-            quiet = exc.reason is Reason.SIMULTANEOUS
+            # A lost tie is routine; a refusal means a misconfigured cluster.
+            level = logging.DEBUG if exc.reason is Reason.SIMULTANEOUS else logging.WARNING
             # close(), not abort(): the peer should read why we refused it.
             assert writer is not None
             writer.close()
@@ -282,7 +283,8 @@ class Node:
             # TimeoutError is an OSError too: the connect or the handshake took too long.
             failure = (f"no complete handshake within {self._handshake_timeout:g} s" if isinstance(exc, TimeoutError)
                        else f"unreachable ({describe_os_error(exc)})")
-            quiet = False
+            # Not running (yet, or any more) is routine while nodes start and stop.
+            level = logging.INFO
             if writer is not None:
                 writer.transport.abort()
         except asyncio.CancelledError:
@@ -295,10 +297,9 @@ class Node:
             return True
         finally:
             self._dialing.discard(name)
-        if quiet or failure == want.last_failure:
-            log.debug("cannot connect to %s at %s:%d: %s", name, host, port, failure)
-        else:
-            log.warning("cannot connect to %s at %s:%d: %s", name, host, port, failure)
+        # Once per streak of the same failure: a node down for an hour is not an hour of log.
+        log.log(logging.DEBUG if failure == want.last_failure else level,
+                "cannot connect to %s at %s:%d: %s", name, host, port, failure)
         want.last_failure = failure
         return False
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import Any, Iterable
 
 from node_processes import address, free_port
 from node_processes import node_name as name
@@ -68,7 +68,8 @@ class Nodes:
         self.port = free_port([address(i) for i in hosts] + ["127.0.0.50", "127.0.0.60"])
         self.made: list[Node] = []
 
-    def distribution(self, i: int, sync: list[int] = (), mandatory: list[int] = (), **overrides: Any) -> Distribution:
+    def distribution(self, i: int, sync: Iterable[int] = (), mandatory: Iterable[int] = (),
+                     **overrides: Any) -> Distribution:
         fields: dict[str, Any] = dict(node=name(i), longnames=True, cookie=COOKIE, port=self.port,
                                       sync_nodes_optional=tuple(name(j) for j in sync),
                                       sync_nodes_mandatory=tuple(name(j) for j in mandatory),
@@ -76,8 +77,8 @@ class Nodes:
         fields.update(overrides)
         return Distribution(**fields)
 
-    def node(self, i: int, sync: list[int] = (), mandatory: list[int] = (), node_options: dict[str, Any] | None = None,
-             **overrides: Any) -> Member:
+    def node(self, i: int, sync: Iterable[int] = (), mandatory: Iterable[int] = (),
+             node_options: dict[str, Any] | None = None, **overrides: Any) -> Member:
         node = Node(self.distribution(i, sync, mandatory, **overrides), **(node_options or {}))
         pubsub = CountingPubSub()
         pubsub.adapter = ClusterAdapter(node, pubsub)

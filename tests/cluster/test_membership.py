@@ -257,11 +257,9 @@ async def test_a_reset_is_down_at_once_and_the_pair_reconnects(cluster_logs) -> 
         writer.transport.abort()
         await async_wait_until(lambda: name(7) not in a.node.connected_nodes(), timeout=0.2)
         # a dropped stream between two real nodes: both still want it, so it comes back
-        [peer] = [p for p in asyncio.all_tasks() if p.get_name() == f"peer-read {name(3)}"][:1]
         a.node._up[name(3)].close("dropped by the test")
-        await async_wait_until(lambda: lines(cluster_logs, "dropped by the test"))
+        assert lines(cluster_logs, f"node down: {name(3)}: dropped by the test", logging.INFO)
         await mesh(a, b, timeout=1.0)
-        assert peer.done()
 
 
 async def test_a_clean_stop_is_down_at_once_on_the_peers(cluster_logs) -> None:
@@ -271,8 +269,7 @@ async def test_a_clean_stop_is_down_at_once_on_the_peers(cluster_logs) -> None:
         await mesh(*members)
         started = time.monotonic()
         await members[2].node.stop()
-        await async_wait_until(lambda: all(m.node.connected_nodes() == [name(2 + 1 - i)]
-                                           for i, m in enumerate(members[:2])), timeout=0.5)
+        await mesh(*members[:2], timeout=0.5)
         assert time.monotonic() - started < 0.5
         assert len(lines(cluster_logs, f"node down: {name(4)}: it left", logging.INFO)) == 2
         await members[2].node.stop()  # a second stop is harmless
@@ -294,7 +291,7 @@ async def test_a_peer_that_does_not_read_is_dropped_when_its_queue_overflows(clu
         assert a.node.connected_nodes() == []
         assert lines(cluster_logs, f"node down: {name(7)}: send queue overflow", logging.INFO)
         # and it is redialed (the fake peer has no listener, so that fails, quietly after the first time)
-        await async_wait_until(lambda: lines(cluster_logs, f"cannot connect to {name(7)}", logging.WARNING))
+        await async_wait_until(lambda: lines(cluster_logs, f"cannot connect to {name(7)}", logging.INFO))
         writer.close()
 
 

@@ -1,0 +1,199 @@
+"""Real node processes (``python -m server``) on 127.0.0.x with real websocket clients: issue 3's
+multi-process behaviours."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+from datetime import datetime
+
+import pytest
+
+from node_processes import COOKIE, NodeProcess, NodeProcesses, address, established_streams, node_name
+from phoenix_client import PhoenixClient
+from server.cluster.framing import FrameType, encode_json
+
+pytestmark = pytest.mark.cluster
+
+TOPIC = "room:1"
+
+
+async def joined(node: NodeProcess, vsn: str | None = None) -> PhoenixClient:
+    client = await PhoenixClient.connect(node.port, host=node.host, vsn=vsn)
+    reply = await client.join(TOPIC)
+    assert reply.payload["status"] == "ok", reply.raw
+    return client
+
+
+async def reaches(sender: PhoenixClient, receivers: list[PhoenixClient], message: str, timeout: float = 5.0) -> None:
+    """``sender`` shouts ``message``; every receiver gets it."""
+    await sender.shout(TOPIC, {"message": message})
+    for client in receivers:
+        await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message}, timeout)
+
+
+def logged_at(line: str) -> datetime:
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+
+async def test_a_shout_on_each_node_reaches_clients_on_all_three(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        clients = [await joined(node, vsn) for node in nodes for vsn in (None, "2.0.0")]
+        for i, sender in enumerate(clients):
+            await reaches(sender, clients, f"shout {i}")
+        for client in clients:
+            await client.assert_silent(0.1)  # each shout once, on every node
+            client.close()
+        for node in nodes:
+            node.assert_clean()
+            assert not node.warnings(), node.log()
+
+
+async def test_wrong_cookie_duplicate_name_and_garbage_are_refused_and_logged(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        first, second = nodes[0], nodes[1]
+        wrong_cookie = cluster.start(5, sync=[2], env={"RELEASE_COOKIE": "a-cookie-nobody-else-has"},
+                                     sections={"kernel": {"sync_nodes_timeout": 300}})
+        impostor = cluster.start(6, sync=[3], env={"RELEASE_NODE": node_name(2)},
+                                 sections={"node": {"dist_bind": address(6)}, "kernel": {"sync_nodes_timeout": 300}})
+        with socket.create_connection((address(2), cluster.dist_port), timeout=2.0) as garbage:
+            garbage.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(200)))  # a TLS hello
+            assert garbage.recv(100) == encode_json(FrameType.REFUSE, {"reason": "malformed"})
+
+        assert await first.line(rf"refused connection from 127\.0\.0\.5:\d+ \(claims {node_name(5)}\): bad_cookie")
+        assert await wrong_cookie.line(rf"cannot connect to {node_name(2)} .*refused by the peer: bad_cookie")
+        assert await second.line(rf"refused connection from 127\.0\.0\.6:\d+ \(claims {node_name(2)}\): "
+                                 rf"duplicate_name")
+        assert await impostor.line("refused by the peer: duplicate_name")
+        assert await first.line(r"refused connection from 127\.0\.0\.1:\d+: malformed: frame length \d+ is outside")
+
+        assert wrong_cookie.connected() == [] and impostor.connected() == []
+        await cluster.mesh(nodes)  # untouched
+        a, b = await joined(first), await joined(nodes[2])
+        await reaches(a, [a, b], "still chatting")
+        for node in nodes + [wrong_cookie, impostor]:
+            node.assert_clean()
+            assert COOKIE not in node.log() and "a-cookie-nobody-else-has" not in node.log()
+
+
+async def test_kill_9_leaves_the_others_chatting_and_a_restart_reforms_the_mesh(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        survivors, victim = nodes[:2], nodes[2]
+        pids = [node.pid for node in survivors]
+        clients = [await joined(node) for node in survivors]
+        doomed = await joined(victim)
+
+        victim.kill()
+        started = time.monotonic()
+        await cluster.mesh(survivors, timeout=2.0)  # a reset is down at once, not after a tick timeout
+        assert time.monotonic() - started < 1.0
+        for node in survivors:
+            assert await node.line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
+        await reaches(clients[0], clients, "after the kill")
+        await reaches(clients[1], clients, "and back")
+        with pytest.raises(Exception):
+            await doomed.receive(1.0)
+
+        restarted = cluster.restart(victim)
+        started = time.monotonic()
+        await cluster.mesh(survivors + [restarted], timeout=5.0)
+        newcomer = await joined(restarted, "2.0.0")
+        everyone = clients + [newcomer]
+        await reaches(newcomer, everyone, "I am back")
+        await reaches(clients[0], everyone, "welcome back")
+        assert [node.pid for node in survivors] == pids and all(node.proc.poll() is None for node in survivors)
+        for node in survivors + [restarted]:
+            node.assert_clean()
+
+
+async def test_sigterm_tells_the_peers_at_once(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        assert nodes[2].terminate() == 0
+        await cluster.mesh(nodes[:2], timeout=1.0)
+        for node in nodes[:2]:
+            assert await node.line(rf"node down: {node_name(4)}: it left")
+
+
+async def test_a_fourth_node_listing_one_member_links_to_all_within_2_s(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        first = cluster.start_many([2, 3, 4])
+        await cluster.mesh(first)
+        pids = [node.pid for node in first]
+        fourth = cluster.start(5, sync=[2])
+        await cluster.mesh(first + [fourth], timeout=2.0)
+        listening = logged_at(fourth.wait_for_line("listening for peer nodes"))
+        ups = [logged_at(line) for line in fourth.lines(r"node up: ")]
+        assert len(ups) == 3 and (max(ups) - listening).total_seconds() < 2.0, fourth.log()
+        # the first three accepted it as they were: same processes, booted once
+        assert [node.pid for node in first] == pids
+        for node in first:
+            assert node.proc.poll() is None and len(node.lines("listening for peer nodes")) == 1
+        clients = [await joined(node) for node in first + [fourth]]
+        await reaches(clients[3], clients, "hello from the fourth")
+
+
+async def test_a_missing_mandatory_node_fails_boot_naming_it(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        cluster.start(3)
+        strict = cluster.spawn(2, sync=[3], mandatory=[3, 9], sections={"kernel": {"sync_nodes_timeout": 500}})
+        assert await strict.exit_status(timeout=15.0) != 0
+        [line] = strict.lines("sync_nodes_mandatory")
+        assert node_name(9) in line and "500 ms" in line and node_name(3) + " (" not in line
+        assert not strict.lines("serving websockets")
+
+
+async def test_simultaneous_dials_leave_one_stream_per_pair(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3, 4, 5])
+        await cluster.mesh(nodes)
+        await asyncio.sleep(0.5)
+        streams = established_streams(cluster.dist_port)
+        pairs = {frozenset((address(a), address(b))) for a in range(2, 6) for b in range(a + 1, 6)}
+        assert streams == {pair: 1 for pair in pairs}, streams
+        for node in nodes:
+            assert not node.lines("node down"), node.log()
+
+
+async def test_each_senders_order_holds_across_nodes_for_1000_messages(tmp_path) -> None:
+    count = 1000
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        senders = [await joined(nodes[0]), await joined(nodes[1], "2.0.0")]
+        receivers = [await joined(node, vsn) for node in nodes for vsn in (None, "2.0.0")]
+
+        async def send(index: int, client: PhoenixClient) -> None:
+            for n in range(count):
+                await client.shout(TOPIC, {"sender": index, "n": n})
+
+        async def receive(client: PhoenixClient) -> dict[int, list[int]]:
+            seen: dict[int, list[int]] = {0: [], 1: []}
+            while sum(map(len, seen.values())) < 2 * count:
+                frame = await client.receive_until(lambda f: f.event == "shout", timeout=10.0)
+                seen[frame.payload["sender"]].append(frame.payload["n"])
+            return seen
+
+        results = await asyncio.gather(*(receive(c) for c in receivers),
+                                       *(send(i, c) for i, c in enumerate(senders)))
+        for seen in results[:len(receivers)]:
+            assert seen == {0: list(range(count)), 1: list(range(count))}
+        for node in nodes:
+            node.assert_clean()
+
+
+def test_the_harness_names_what_it_started(tmp_path) -> None:
+    with NodeProcesses(tmp_path) as cluster:
+        [node] = cluster.start_many([7])
+        assert node.cluster() == {"node": node_name(7), "nodes": []}
+        assert re.search(r"distribution on 127\.0\.0\.7:\d+", node.wait_for_line("serving websockets"))
+    assert node.proc.poll() is not None
