@@ -13,6 +13,8 @@ import struct
 from enum import IntEnum
 from typing import Any, NamedTuple
 
+from server import strictjson
+
 _PREFIX = struct.Struct(">I")
 PREFIX_SIZE = _PREFIX.size
 
@@ -66,10 +68,10 @@ def encode_json(frame_type: FrameType, value: Any) -> bytes:
 
 
 def decode_json(frame: Frame) -> Any:
-    """The frame's JSON payload; FrameError if it is not JSON (or nests absurdly deep)."""
+    """The frame's JSON payload; FrameError if it is not strict JSON (see server.strictjson)."""
     try:
-        return json.loads(frame.payload)
-    except (ValueError, RecursionError):
+        return strictjson.loads(frame.payload)
+    except strictjson.NotJSON:
         raise FrameError(f"the payload of a {frame.type.name} frame is not JSON") from None
 
 

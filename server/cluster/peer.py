@@ -112,10 +112,6 @@ class Peer:
         self.left = False
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def is_up(self) -> bool:
-        return self._down_reason is None
-
     def start(self, early_frames: list[Frame]) -> None:
         """Starts reading and ticking; ``early_frames`` arrived with the end of the handshake."""
         self._tasks = [asyncio.create_task(self._read(early_frames), name=f"peer-read {self.name}"),

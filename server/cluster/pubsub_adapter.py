@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
+from server import strictjson
 from server.cluster.framing import FrameError
 from server.cluster.membership import Node
 from server.pubsub import Broadcast, PubSub
@@ -32,7 +33,7 @@ class ClusterAdapter:
             return
         try:
             data = json.dumps([message.topic, message.event, message.payload], separators=(",", ":"),
-                              ensure_ascii=False).encode()
+                              ensure_ascii=False, allow_nan=False).encode()
             self._node.broadcast(data)
         except (TypeError, ValueError, FrameError) as exc:
             # The other nodes miss this one message; this node's subscribers still get it.
@@ -40,8 +41,9 @@ class ClusterAdapter:
 
     def _received(self, sender: str, data: bytes) -> None:
         try:
-            value = json.loads(data)
-        except (ValueError, RecursionError):
+            # Strict, as for clients: what is delivered here must encode again for every socket.
+            value = strictjson.loads(data)
+        except strictjson.NotJSON:
             value = None
         if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
                 and isinstance(value[1], str)):
