@@ -121,3 +121,35 @@ def test_v1_rejects(frame: str | bytes) -> None:
 def test_v2_rejects(frame: str) -> None:
     with pytest.raises(DecodeError):
         V2.decode(frame)
+
+
+# ---- what json.loads takes but the wire does not (found by bench/fuzz.py) --------------------------
+
+@pytest.mark.parametrize("serializer", [V1, V2], ids=["v1", "v2"])
+@pytest.mark.parametrize("payload, why", [
+    ('{"m":NaN}', "NaN is not a JSON number"),
+    ('{"m":-Infinity}', "-Infinity is not a JSON number"),
+    ('{"m":1e400}', "out of range"),
+    ('{"m":"\\ud800"}', "lone surrogate"),
+    ('{"m":"\\udfff\\ud800"}', "lone surrogate"),
+], ids=["nan", "infinity", "1e400", "high-surrogate", "reversed-pair"])
+def test_non_finite_numbers_and_lone_surrogates_are_not_json(serializer, payload: str, why: str) -> None:
+    frame = (f'["1","1","room:1","shout",{payload}]' if serializer is V2
+             else f'{{"topic":"room:1","event":"shout","payload":{payload},"ref":"1"}}')
+    with pytest.raises(DecodeError, match=why):
+        serializer.decode(frame)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"topic":"room:\xed\xa0\x80","event":"phx_join","payload":{},"ref":"1"}',  # CESU-8: a surrogate in bytes
+    '{"topic":"room:1","event":"shout","payload":{},"ref":"1"}'.encode("utf-16"),
+    b'{"topic":"room:1","event":"shout","payload":{"m":"\xff"},"ref":"1"}',
+], ids=["cesu-8", "utf-16", "latin-1"])
+def test_binary_frames_must_be_utf_8(data: bytes) -> None:
+    with pytest.raises(DecodeError, match="not UTF-8"):
+        V1.decode(data)
+
+
+def test_a_valid_surrogate_pair_and_big_numbers_are_fine() -> None:
+    assert V2.decode('["1","1","room:1","shout",{"m":"\\ud83d\\ude00","n":1e300,"i":123456789012345678901}]') \
+        == Message("1", "1", "room:1", "shout", {"m": "😀", "n": 1e300, "i": 123456789012345678901})

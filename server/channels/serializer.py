@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
+from .. import strictjson
 from ..pubsub import Broadcast
 
 # Reserved events, as Phoenix names them.
@@ -54,11 +55,9 @@ def _checked(join_ref: Any, ref: Any, topic: Any, event: Any, payload: Any) -> M
 
 def _parse(data: str | bytes) -> Any:
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return strictjson.loads(data)
+    except strictjson.NotJSON as exc:
         raise DecodeError(f"not JSON: {exc}") from None
-    except RecursionError:
-        raise DecodeError("not JSON: nested too deeply") from None
 
 
 class V1:
