@@ -36,8 +36,8 @@ def _record(workload: str, what: str, seconds: float | None, **more: Any) -> dic
             "seconds": round(seconds, 3) if seconds is not None else None, **more}
 
 
-def cluster_events(outdir: str, core: int | None) -> Iterator[dict[str, Any]]:
-    cluster = systems.Gossipy(os.path.join(outdir, "nodes"), core=core, label="lifecycle")
+def cluster_events(outdir: str, core: int | None, src: str = systems.REPO) -> Iterator[dict[str, Any]]:
+    cluster = systems.Gossipy(os.path.join(outdir, "nodes"), src=src, core=core, label="lifecycle")
     try:
         cluster.start()
         members = list(cluster.nodes)
@@ -169,9 +169,10 @@ def release_foreground(outdir: str, core: int | None, build: bool) -> Iterator[d
                       build_seconds=round(built_now, 1) if built_now else None)
 
 
-def run_all(outdir: str, core: int | None, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+def run_all(outdir: str, core: int | None, args: argparse.Namespace,
+            src: str = systems.REPO) -> Iterator[dict[str, Any]]:
     try:
-        yield from cluster_events(outdir, core)
+        yield from cluster_events(outdir, core, src)
     except Exception as exc:
         yield {"system": "lifecycle", "workload": "error", "error": str(exc)[:2000]}
     try:

@@ -81,12 +81,15 @@ def fanout_table(records: list[dict[str, Any]]) -> str:
 def sustained_table(records: list[dict[str, Any]]) -> str:
     rows = []
     for r in records:
-        if r.get("workload") == "max-sustained":
-            rows.append([r["system"], r["deliveries_per_s"], r["p99_ms"], r["server_cpu_us_per_delivery"],
-                         r.get("first_failure") and round(r["first_failure"]),
-                         ("capped; " if r.get("capped") else "") + (r.get("generator_saturated") or "")])
-    return _table(["system", "highest sustained deliveries/s", "p99 ms there", "server CPU µs/delivery there",
-                   "first failing load/s", "note"], rows)
+        if str(r.get("workload")).startswith("max-sustained"):
+            notes = [x for x in (r.get("stopped") and f"no failure: {r['stopped']}",
+                                 r.get("generator_saturated") and f"generator saturated ({r['generator_saturated']})") if x]
+            rows.append([r["system"], r.get("kind", "one room"), r["deliveries_per_s"], r["p99_ms"],
+                         r["server_cpu_us_per_delivery"],
+                         f"{r['server_cpu_fraction']:.0%}" if r.get("server_cpu_fraction") is not None else None,
+                         r.get("first_failure") and round(r["first_failure"]), "; ".join(notes)])
+    return _table(["system", "rooms", "highest sustained deliveries/s", "p99 ms there", "server CPU µs/delivery there",
+                   "server CPU there", "first failing load/s", "note"], rows)
 
 
 def idle_table(records: list[dict[str, Any]]) -> str:
@@ -145,12 +148,17 @@ def headline(records: list[dict[str, Any]], cluster: str = "gossipy", redis: str
         lines.append(f"rooms of two across nodes ({workload}): server CPU per delivery gossipy {_fmt(g, 2)} µs = "
                      f"{_ratio(g, rd)} the Redis way's ({_fmt(rd, 2)}); p99 {_fmt(gp, 2)} ms = {_ratio(gp, rdp)} "
                      f"the Redis way's ({_fmt(rdp, 2)} ms)")
-    best = {x: (_find(records, x, "max-sustained") or {}).get("deliveries_per_s") for x in (cluster, redis, single)}
-    if any(best.values()):
+    for workload, kind in (("max-sustained", "one room"), ("max-sustained-rooms2", "rooms of two")):
+        found = {x: _find(records, x, workload) or {} for x in (cluster, redis, single)}
+        best = {x: r.get("deliveries_per_s") for x, r in found.items()}
+        if not any(best.values()):
+            continue
         g, rd, s = best[cluster], best[redis], best[single]
-        lines.append(f"highest sustained deliveries/s: gossipy {_fmt(g)} = {_ratio(g, rd)} the Redis way's "
+        bound = [x for x, r in found.items() if r.get("generator_saturated") or r.get("stopped")]
+        lines.append(f"highest sustained deliveries/s, {kind}: gossipy {_fmt(g)} = {_ratio(g, rd)} the Redis way's "
                      f"({_fmt(rd)}), {_ratio(g, s)} one node's ({_fmt(s)})"
-                     f"   [target ≥ 2× Redis: {_verdict(rd, g, 0.5)}]")
+                     f"   [target ≥ 2× Redis: {_verdict(rd, g, 0.5)}]"
+                     + (f" (not a server limit for {', '.join(bound)}: generator saturated or ramp stopped)" if bound else ""))
     idle = _find(records, cluster, "idle-20000") or _find(records, cluster, "idle-2000")
     if idle:
         lines.append(f"idle memory: {idle['kb_per_connection']} KB RSS per joined connection at "
@@ -236,7 +244,7 @@ def machine_text(records: list[dict[str, Any]]) -> str:
     steps = [r["load_average"] for r in records if r.get("load_average")]
     return (f"Measured {meta.get('run', '?')} at git {meta.get('git')}: {m.get('cores')} × {m.get('cpu')}, "
             f"{m.get('memory_gib')} GiB, Linux {m.get('kernel')}; Python {meta.get('python')}, Node.js "
-            f"{meta.get('node')}, {meta.get('redis')}. Servers (nodes and Redis) pinned to core "
+            f"{meta.get('node')}, Redis {meta.get('redis')}. Servers (nodes and Redis) pinned to core "
             f"{pin.get('servers')}, the load generator to core {pin.get('generator')}. {meta.get('clients')} "
             f"clients, {meta.get('senders')} senders, {meta.get('duration')} s per fixed load. Load average "
             f"at the start {m.get('load_average')}, at the end {end.get('load_average')}"
@@ -270,6 +278,7 @@ def write_readme(records: list[dict[str, Any]], path: str) -> None:
 # ---- the plot ----------------------------------------------------------------------------------
 
 def plot(records: list[dict[str, Any]], path: str) -> bool:
+    """Delivery rate and p99 against offered load, per system: one room on top, rooms of two below."""
     try:
         import matplotlib
 
@@ -277,32 +286,42 @@ def plot(records: list[dict[str, Any]], path: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    series: dict[str, list[tuple[float, float, float]]] = collections.defaultdict(list)
+    series: dict[tuple[int, str], list[tuple[float, float, float]]] = collections.defaultdict(list)
     for r in records:
         if r.get("target_deliveries_per_s") and r.get("latency_ms") and r.get("workload") != "profile":
             p99 = r["latency_ms"]["p99"]
-            series[r["system"]].append((r["offered_per_s"], r["deliveries_per_s"], p99 if p99 is not None else float("nan")))
+            row = 0 if r.get("rooms", 1) == 1 else 1
+            series[(row, r["system"])].append((r["offered_per_s"], r["deliveries_per_s"],
+                                               p99 if p99 is not None else float("nan")))
     if not series:
         return False
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=90)
-    for name, points in sorted(series.items()):
-        points.sort()
-        xs = [p[0] for p in points]
-        ax1.plot(xs, [p[1] for p in points], marker="o", label=name)
-        ax2.plot(xs, [p[2] for p in points], marker="o", label=name)
-    top = max(p[0] for pts in series.values() for p in pts)
-    ax1.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1, label="delivered = offered")
-    ax1.set_xlabel("offered deliveries/s")
-    ax1.set_ylabel("delivered/s")
-    ax1.set_title("delivery rate")
-    ax2.set_xlabel("offered deliveries/s")
-    ax2.set_ylabel("p99 latency, ms (log)")
-    ax2.set_yscale("log")
-    ax2.axhline(1000, color="red", linestyle=":", linewidth=1, label="1 s")
-    ax2.set_title("p99 latency")
-    for ax in (ax1, ax2):
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+    rows = sorted({row for row, _ in series})
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3.6 * len(rows)), dpi=80, squeeze=False)
+    titles = {0: "one room of 1,000", 1: "rooms of two across nodes"}
+    for i, row in enumerate(rows):
+        ax1, ax2 = axes[i]
+        top = 1.0
+        for (r, name), points in sorted(series.items()):
+            if r != row:
+                continue
+            points.sort()
+            xs = [p[0] for p in points]
+            top = max(top, max(xs))
+            ax1.plot(xs, [p[1] for p in points], marker="o", markersize=4, label=name)
+            ax2.plot(xs, [p[2] for p in points], marker="o", markersize=4, label=name)
+        low = min(p[0] for (r, _), pts in series.items() if r == row for p in pts)
+        ax1.plot([low, top], [low, top], color="grey", linestyle=":", linewidth=1, label="delivered = offered")
+        ax1.set_title(f"delivery rate, {titles[row]}")
+        ax1.set_ylabel("delivered/s")
+        ax2.axhline(1000, color="red", linestyle=":", linewidth=1, label="1 s")
+        ax2.set_title(f"p99 latency, {titles[row]}")
+        ax2.set_ylabel("p99 latency, ms")
+        for ax in (ax1, ax2):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("offered deliveries/s")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

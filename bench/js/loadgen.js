@@ -281,8 +281,10 @@ async function cmdRun(msg) {
       }
       if (abortOver1s && r.over1s > abortOver1s * expectedTotal) { aborted = true; resolve(); return; }
       if (nSent >= total) { resolve(); return; }
+      // Timers fire at 1 ms granularity at best: at high rates each tick sends all shouts due
+      // (never spinning the loop, which would starve the receiving side).
       const wait = t0 + nSent * interval - performance.now();
-      if (wait < 1) setImmediate(tick); else setTimeout(tick, Math.min(wait, 50));
+      setTimeout(tick, Math.max(1, Math.min(wait, 50)));
     }
     tick();
   });
