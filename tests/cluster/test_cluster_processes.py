@@ -93,8 +93,8 @@ async def test_kill_9_leaves_the_others_chatting_and_a_restart_reforms_the_mesh(
 
         victim.kill()
         started = time.monotonic()
-        await cluster.mesh(survivors, timeout=2.0)  # a reset is down at once, not after a tick timeout
-        assert time.monotonic() - started < 1.0
+        await cluster.mesh(survivors, timeout=3.0)  # a reset is down at once, not after a tick timeout
+        assert time.monotonic() - started < 3.0
         for node in survivors:
             assert await node.line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
         await reaches(clients[0], clients, "after the kill")
@@ -119,7 +119,7 @@ async def test_sigterm_tells_the_peers_at_once(tmp_path) -> None:
         nodes = cluster.start_many([2, 3, 4])
         await cluster.mesh(nodes)
         assert nodes[2].terminate() == 0
-        await cluster.mesh(nodes[:2], timeout=1.0)
+        await cluster.mesh(nodes[:2], timeout=3.0)  # well inside the 10 s ticktime
         for node in nodes[:2]:
             assert await node.line(rf"node down: {node_name(4)}: it left")
 

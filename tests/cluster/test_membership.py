@@ -94,7 +94,7 @@ async def test_unreachable_optional_nodes_are_logged_and_skipped_after_the_timeo
         lonely = nodes.node(2, sync=[9], sync_nodes_timeout_ms=300)
         started = time.monotonic()
         await lonely.node.start()
-        assert 0.3 <= time.monotonic() - started < 1.0
+        assert 0.3 <= time.monotonic() - started < 2.0
         [warning] = lines(cluster_logs, "sync_nodes_optional", logging.WARNING)
         assert name(9) in warning and "300 ms" in warning and "Connection refused" in warning
 
@@ -202,7 +202,7 @@ async def test_a_stalled_handshake_times_out(cluster_logs) -> None:
                                                   "hidden": False})[:-3])  # a half-sent NAME
         started = time.monotonic()
         assert await asyncio.wait_for(reader.read(), 2.0) == b""
-        assert 0.25 < time.monotonic() - started < 1.0
+        assert 0.25 < time.monotonic() - started < 2.0
         assert lines(cluster_logs, "timeout: no complete handshake within 0.3 s (stalled in recv_name)",
                      logging.WARNING)
 
@@ -242,7 +242,7 @@ async def test_ticks_keep_an_idle_pair_up_and_silence_brings_a_peer_down(cluster
         await async_wait_until(lambda: name(7) in a.node.connected_nodes())
         started = time.monotonic()
         await async_wait_until(lambda: name(7) not in a.node.connected_nodes(), timeout=2.0)
-        assert 0.3 < time.monotonic() - started < 1.0
+        assert 0.3 < time.monotonic() - started < 1.5
         assert lines(cluster_logs, f"node down: {name(7)}: nothing heard for 0.4 s (net_ticktime)", logging.INFO)
         writer.close()
 
@@ -255,7 +255,7 @@ async def test_a_reset_is_down_at_once_and_the_pair_reconnects(cluster_logs) -> 
         reader, writer, _ = await connect_as(name(7), 2, nodes.port)
         await async_wait_until(lambda: name(7) in a.node.connected_nodes())
         writer.transport.abort()
-        await async_wait_until(lambda: name(7) not in a.node.connected_nodes(), timeout=0.2)
+        await async_wait_until(lambda: name(7) not in a.node.connected_nodes(), timeout=1.0)  # ticktime is 2 s
         # a dropped stream between two real nodes: both still want it, so it comes back
         a.node._up[name(3)].close("dropped by the test")
         assert lines(cluster_logs, f"node down: {name(3)}: dropped by the test", logging.INFO)
@@ -269,8 +269,8 @@ async def test_a_clean_stop_is_down_at_once_on_the_peers(cluster_logs) -> None:
         await mesh(*members)
         started = time.monotonic()
         await members[2].node.stop()
-        await mesh(*members[:2], timeout=0.5)
-        assert time.monotonic() - started < 0.5
+        await mesh(*members[:2], timeout=1.0)
+        assert time.monotonic() - started < 1.0  # ticktime is 2 s: this was the LEAVE
         assert len(lines(cluster_logs, f"node down: {name(4)}: it left", logging.INFO)) == 2
         await members[2].node.stop()  # a second stop is harmless
 
