@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import subprocess
 import time
 from datetime import datetime
 
 import pytest
+import yaml
 
+from conftest import ROOT, node_command, node_env
 from node_processes import COOKIE, NodeProcess, NodeProcesses, address, established_streams, node_name
 from phoenix_client import PhoenixClient
 from server.cluster.framing import FrameType, encode_json
@@ -189,6 +192,28 @@ async def test_each_senders_order_holds_across_nodes_for_1000_messages(tmp_path)
             assert seen == {0: list(range(count)), 1: list(range(count))}
         for node in nodes:
             node.assert_clean()
+
+
+async def test_ping_and_nodes_from_another_process(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3])
+        await cluster.mesh(nodes)
+        config = tmp_path / "asker.yml"
+        config.write_text(yaml.safe_dump(nodes[0].config), encoding="utf-8")
+
+        def ask(command: str, **env: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(node_command("--config", str(config), command), cwd=ROOT, env=node_env(**env),
+                                  capture_output=True, text=True, timeout=30)
+
+        assert ask("ping").stdout == "pong\n"
+        assert ask("nodes").stdout.split() == [node_name(2), node_name(3)]
+        refused = ask("ping", RELEASE_COOKIE="not-the-cookie")
+        assert refused.returncode != 0 and "bad cookie" in refused.stderr
+        assert "not-the-cookie" not in refused.stderr + refused.stdout + nodes[0].log()
+        nodes[1].kill()
+        down = ask("ping", RELEASE_NODE=node_name(3))
+        assert down.returncode != 0
+        assert f"{node_name(3)} at 127.0.0.3:{cluster.dist_port} is not running" in down.stderr
 
 
 def test_the_harness_names_what_it_started(tmp_path) -> None:
