@@ -139,6 +139,7 @@ class Node:
         self._dialing: set[str] = set()
         self._accepting: dict[str, Acceptor] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._saturated = False
         self._wanted: dict[str, _Want] = {}
         self._up_changed = asyncio.Event()
         self._receiver: Callable[[str, bytes], None] | None = None
@@ -313,9 +314,13 @@ class Node:
             writer.close()
             return
         if len(self._handshakes) >= MAX_HANDSHAKES:
-            log.warning("refused connection from %s: %d handshakes already in progress", address, MAX_HANDSHAKES)
+            # One line per flood, not one per connection of it.
+            log.log(logging.DEBUG if self._saturated else logging.WARNING,
+                    "refused connection from %s: %d handshakes already in progress", address, MAX_HANDSHAKES)
+            self._saturated = True
             writer.transport.abort()
             return
+        self._saturated = False
         task = asyncio.current_task()
         assert task is not None
         self._handshakes.add(task)
@@ -403,7 +408,10 @@ class Node:
 
     def _peer_up(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  decoder: FrameDecoder, early: list[Frame], how: str) -> None:
-        if self._stopping or info.name in self._up:
+        if self._stopping:
+            writer.transport.abort()
+            return
+        if info.name in self._up:
             # The table's rules make this unreachable; keep the invariant anyway.
             log.warning("closing a second stream to %s (%s)", info.name, how)
             writer.transport.abort()

@@ -16,7 +16,7 @@ from node_processes import established_streams
 from server.cluster import BootError, ControlError, Node, control
 from server.cluster.framing import FrameType, encode, encode_json
 from server.cluster.handshake import HandshakeError, Reason
-from server.cluster.membership import Throttle
+from server.cluster.membership import MAX_HANDSHAKES, Throttle
 from server.settings import Cookie, Distribution
 
 
@@ -219,6 +219,23 @@ async def test_repeated_failures_from_one_address_are_throttled(cluster_logs) ->
         assert len(lines(cluster_logs, "throttling 127.0.0.50", logging.WARNING)) == 1
         # another address is not affected
         await connect_as(name(60), 2, nodes.port, source="127.0.0.60")
+
+
+async def test_a_flood_of_idle_connections_cannot_use_up_the_node(cluster_logs) -> None:
+    async with Nodes() as nodes:
+        a, b = nodes.node(2, node_options={"handshake_timeout": 3.0}), nodes.node(3, sync=[2])
+        await a.node.start()
+        idle = [await asyncio.open_connection(address(2), nodes.port) for _ in range(MAX_HANDSHAKES)]
+        await async_wait_until(lambda: len(a.node._handshakes) == MAX_HANDSHAKES)
+        extra = [await asyncio.open_connection(address(2), nodes.port) for _ in range(3)]
+        for reader, _ in extra:
+            assert await asyncio.wait_for(reader.read(), 1.0) == b""  # closed at once
+        assert len(lines(cluster_logs, "handshakes already in progress", logging.WARNING)) == 1
+        for _, writer in idle + extra:
+            writer.close()
+        await async_wait_until(lambda: not a.node._handshakes)
+        await b.node.start()  # a real peer gets in once the flood is gone
+        await mesh(a, b)
 
 
 def test_the_throttle_forgets_old_failures() -> None:
