@@ -130,6 +130,14 @@ class PhoenixClient:
         self.conn.close()
 
 
+def upgrade_request(host: str, port: int, path: str = "/socket/websocket") -> bytes:
+    """A websocket upgrade request (RFC 6455 4.1) with a fresh key."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 class RawWebSocket:
     """A websocket client on a plain blocking socket, for a peer that misbehaves on purpose:
     it completes the handshake and sends frames, but reads only when a test says so (a client
@@ -146,10 +154,7 @@ class RawWebSocket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         sock.settimeout(timeout)
         sock.connect((host, port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        sock.sendall(upgrade_request(host, port, path))
         head = b""
         while not head.endswith(b"\r\n\r\n"):  # byte by byte: not one byte of a frame
             byte = sock.recv(1)
@@ -160,18 +165,53 @@ class RawWebSocket:
             raise ConnectionError(f"handshake refused: {head.decode(errors='replace')}")
         return cls(sock)
 
-    def send_text(self, text: str) -> None:
-        """One masked text frame, as a client must send it (RFC 6455 5.3)."""
-        payload = text.encode()
-        length = len(payload)
+    def send_frame(self, opcode: int, payload: bytes = b"", fin: bool = True, length: int | None = None) -> None:
+        """One masked frame, as a client must send it (RFC 6455 5.2, 5.3), of any opcode.
+        ``length`` declares another payload length than the bytes sent (a lie about the size)."""
+        length = len(payload) if length is None else length
+        first = (0x80 if fin else 0) | opcode
         if length < 126:
-            header = struct.pack("!BB", 0x81, 0x80 | length)
+            header = struct.pack("!BB", first, 0x80 | length)
         elif length <= 0xFFFF:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+            header = struct.pack("!BBH", first, 0x80 | 126, length)
         else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+            header = struct.pack("!BBQ", first, 0x80 | 127, length)
         mask = os.urandom(4)
         self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def send_text(self, text: str) -> None:
+        self.send_frame(0x1, text.encode())
+
+    def read_frame(self) -> tuple[int, bytes]:
+        """One frame from the node (unmasked, unfragmented): its opcode and payload."""
+        first, second = self._read_exactly(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._read_exactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._read_exactly(8))
+        return first & 0x0F, self._read_exactly(length)
+
+    def close_code(self, timeout: float = 5.0) -> int | None:
+        """Reads until the node's close frame and returns its code; None if the node dropped
+        the connection without one."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                opcode, payload = self.read_frame()
+                if opcode == 0x8:
+                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+        except ConnectionError:
+            return None
+
+    def _read_exactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("the node closed the connection")
+            data += chunk
+        return data
 
     def drain_until_eof(self, timeout: float = 5.0) -> int:
         """Reads (and discards) until the node closes the TCP connection; the bytes read."""

@@ -99,6 +99,22 @@ class Node:
         assert not self.lines(r" (ERROR|CRITICAL) "), log
         assert self.proc.poll() is None, f"the node exited with {self.proc.returncode}:\n{log}"
 
+    # ---- what the process holds (Linux /proc) ----------------------------------------------------
+
+    def rss_kib(self) -> int:
+        """Resident memory, KiB (VmRSS)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for pid {self.pid}")
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def cmdline(self) -> str:
+        """The process's arguments as ps shows them (NULs as spaces)."""
+        return Path(f"/proc/{self.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
     def send_signal(self, sig: int = signal.SIGTERM) -> None:
         os.kill(self.proc.pid, sig)
 

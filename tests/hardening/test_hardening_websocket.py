@@ -1,0 +1,175 @@
+"""Abuse of the websocket endpoint of a real node (``python -m server``), one test per kind.
+
+Each one: the abuser gets a clear close (or an error reply), the node logs one warning line
+(never a traceback or an ERROR), another client of the same node keeps chatting, and the
+node's memory stays bounded (VmRSS and open descriptors from /proc). The slow consumer is in
+tests/test_node.py (test_slow_consumer_is_dropped_and_the_others_carry_on), as are the basic
+oversized frame (1009), bad frames (1011) and V2 binary frames (1003).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import struct
+import time
+from typing import Callable
+
+import pytest
+
+from phoenix_client import PhoenixClient, RawWebSocket, upgrade_request
+from real_node import Node
+
+TOPIC = "room:1"
+JOIN_V1 = '{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}'
+
+
+async def joined(node: Node, vsn: str | None = None) -> PhoenixClient:
+    client = await PhoenixClient.connect(node.port, vsn=vsn)
+    assert (await client.join(TOPIC)).payload["status"] == "ok"
+    return client
+
+
+async def still_chatting(node: Node, *clients: PhoenixClient, message: str = "still here") -> None:
+    """A fresh client shouts; it and ``clients`` (in the room) all get it. Then all of them
+    leave (so the node's stop does not wait out its shutdown_timeout for them)."""
+    fresh = await joined(node, "2.0.0")
+    await fresh.shout(TOPIC, {"message": message})
+    for client in (fresh, *clients):
+        frame = await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message})
+        assert frame.topic == TOPIC
+    for client in (fresh, *clients):
+        client.close()
+        await client.expect_close()
+
+
+async def in_thread(function: Callable, *args):
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def one_warning(node: Node, *words: str) -> str:
+    [warning] = node.warnings()
+    for word in words:
+        assert word in warning, warning
+    node.assert_clean()
+    return warning
+
+
+# ---- frames json.loads takes but no client may send (found by bench/fuzz.py) ------------------------
+
+@pytest.mark.parametrize("vsn, frame", [
+    ("2.0.0", '["1","2","room:1","shout",{"message":NaN}]'),
+    ("2.0.0", '["1","2","room:1","shout",{"message":1e400}]'),
+    (None, '{"topic":"room:\\ud800","event":"phx_join","payload":{},"ref":"2"}'),
+    (None, b'{"topic":"room:1","event":"shout","payload":{"message":"\xed\xa0\x80"},"ref":"2"}'),
+], ids=["nan", "1e400", "lone-surrogate-escape", "cesu-8-binary"])
+async def test_a_frame_that_cannot_be_written_back_is_a_bad_frame_not_a_broadcast(
+        node: Node, vsn: str | None, frame: str | bytes) -> None:
+    sender, listener = await joined(node, vsn), await joined(node)
+    await sender.send_raw(frame)
+    assert await sender.expect_close() == 1011
+    await listener.assert_silent(0.2)  # nothing was broadcast
+    await still_chatting(node, listener)
+    one_warning(node, "bad frame", "not JSON")
+
+
+# ---- frame-level abuse ------------------------------------------------------------------------------
+
+async def test_a_frame_announcing_exabytes_is_refused_1009_before_any_body(start_node) -> None:
+    node = start_node(endpoint={"max_frame_size": 1024})
+    listener = await joined(node)
+    rss = node.rss_kib()
+    liar = await in_thread(RawWebSocket.connect, node.port)
+    liar.send_frame(0x1, b"{", length=2**62)  # the header claims 4 EiB; one byte follows
+    assert await in_thread(liar.close_code) == 1009
+    liar.close()
+    await still_chatting(node, listener)
+    assert node.rss_kib() - rss < 2048
+    one_warning(node, "max_frame_size")
+
+
+async def test_fragments_adding_up_past_the_limit_are_refused_1009(start_node) -> None:
+    node = start_node(endpoint={"max_frame_size": 4096})
+    listener = await joined(node)
+    sender = await in_thread(RawWebSocket.connect, node.port)
+    sender.send_frame(0x1, b"[" + b" " * 3000, fin=False)
+    sender.send_frame(0x0, b" " * 3000, fin=False)  # 6001 bytes in all: over, though each is under
+    assert await in_thread(sender.close_code) == 1009
+    sender.close()
+    await still_chatting(node, listener)
+    one_warning(node, "max_frame_size")
+
+
+async def test_binary_garbage_on_v1_is_a_bad_frame(node: Node) -> None:
+    """V1 takes JSON in binary frames too (as text); garbage there is a bad frame like any other."""
+    client, listener = await joined(node), await joined(node)
+    await client.send_raw(bytes(range(256)))
+    assert await client.expect_close() == 1011
+    await still_chatting(node, listener)
+    one_warning(node, "bad frame")
+
+
+def _masked_text(text: str) -> bytes:
+    payload = text.encode()
+    assert len(payload) < 126
+    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + b"\0\0\0\0" + payload  # a zero mask
+
+
+async def test_a_few_pings_are_answered(node: Node) -> None:
+    client = await in_thread(RawWebSocket.connect, node.port)
+    for n in range(3):
+        client.send_frame(0x9, b"p%d" % n)
+        assert await in_thread(client.read_frame) == (0xA, b"p%d" % n)
+    client.close()
+    node.assert_clean()
+    assert not node.warnings()
+
+
+# ---- channels and connections ------------------------------------------------------------------------
+
+async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_at_baseline(node: Node) -> None:
+    listener = await joined(node)
+    host, port = "127.0.0.1", node.port
+
+    async def one(n: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        kind = n % 4
+        if kind == 3:  # half a request, then gone
+            writer.write(upgrade_request(host, port)[:40])
+        else:
+            writer.write(upgrade_request(host, port))
+            await reader.readuntil(b"\r\n\r\n")
+            if kind >= 1:  # joined a room first
+                writer.write(_masked_text(JOIN_V1))
+                await reader.readexactly(2 + 88)
+            if kind == 2:  # a proper close
+                writer.write(struct.pack("!BBH", 0x88, 0x82, 0) + b"\0\0" + struct.pack("!H", 1000))
+                await reader.read()
+        if n % 2:  # a reset rather than a FIN for half of them
+            writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                                  struct.pack("ii", 1, 0))
+        writer.close()
+
+    async def rounds(total: int, at_once: int = 100) -> None:
+        for start in range(0, total, at_once):
+            await asyncio.gather(*(one(n) for n in range(start, min(total, start + at_once))))
+
+    async def settled(fds: int) -> None:
+        deadline = time.monotonic() + 10
+        while node.open_fds() > fds and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    await rounds(500)  # warm-up: the allocator's and the loop's steady state
+    await asyncio.sleep(0.3)
+    fds, rss = node.open_fds(), node.rss_kib()
+    started = time.monotonic()
+    await rounds(5000)
+    took = time.monotonic() - started
+    await settled(fds)
+    assert node.open_fds() <= fds, (fds, node.open_fds())
+    assert node.rss_kib() - rss < 4096, (rss, node.rss_kib(), took)
+    await still_chatting(node, listener)
+    node.assert_clean()
+    assert not node.lines(r"ERROR|Traceback")
