@@ -88,12 +88,15 @@ def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str)
     return False
 
 
+CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
+_TEXT = 0x1
 
 
 class _Protocol(WebSocketProtocol13):
-    """Tornado's protocol, plus the log line an oversized frame is owed: Tornado closes with
-    1009 by itself (over ``websocket_max_message_size``) without telling the handler."""
+    """Tornado's protocol, plus what it does silently said in the log: Tornado closes with
+    1009 by itself (over ``websocket_max_message_size``) without telling the handler, and drops
+    a text frame that is not UTF-8 without a word or a close code (RFC 6455 says 1007)."""
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code == CLOSE_TOO_BIG and not self.server_terminated:
@@ -101,6 +104,17 @@ class _Protocol(WebSocketProtocol13):
             log.warning("closing socket from %s: a frame over max_frame_size (%d bytes)",
                         handler.request.remote_ip, handler.max_message_size)
         super().close(code, reason)
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if opcode == _TEXT and not self.client_terminated and not self._frame_compressed:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                log.warning("closing socket from %s: a text frame that is not UTF-8 (%s at byte %d)",
+                            self.handler.request.remote_ip, exc.reason, exc.start)
+                self.handler.close(CLOSE_INVALID_DATA, "invalid UTF-8")
+                return None
+        return super()._handle_message(opcode, data)
 
 
 class SocketHandler(WebSocketHandler):

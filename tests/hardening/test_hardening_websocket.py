@@ -102,6 +102,18 @@ async def test_fragments_adding_up_past_the_limit_are_refused_1009(start_node) -
     one_warning(node, "max_frame_size")
 
 
+async def test_invalid_utf8_in_a_text_frame_is_closed_1007_with_one_line(node: Node) -> None:
+    listener = await joined(node)
+    sender = await in_thread(RawWebSocket.connect, node.port)
+    sender.send_text(JOIN_V1)
+    sender.send_frame(0x1, b'{"topic":"room:1","event":"shout","payload":{"message":"\xc3\x28"},"ref":"2"}')
+    assert await in_thread(sender.close_code) == 1007
+    sender.close()
+    await listener.assert_silent(0.2)
+    await still_chatting(node, listener)
+    one_warning(node, "UTF-8")
+
+
 async def test_binary_garbage_on_v1_is_a_bad_frame(node: Node) -> None:
     """V1 takes JSON in binary frames too (as text); garbage there is a bad frame like any other."""
     client, listener = await joined(node), await joined(node)
