@@ -162,6 +162,10 @@ class SocketHandler(WebSocketHandler):
         self._idle_timer = IOLoop.current().call_later(self.endpoint.server_timeout, self._check_idle)
 
     def on_message(self, message: str | bytes) -> None:
+        if self.ws_connection is None:
+            # We closed this socket (a bad frame, say); Tornado still reads until the client's
+            # close frame, but nothing the client sent after the offence may reach the room.
+            return
         self.last_seen = time.monotonic()
         if isinstance(message, bytes) and self.serializer.vsn != "1.0.0":
             log.warning("closing socket from %s: binary frames are not supported", self.request.remote_ip)

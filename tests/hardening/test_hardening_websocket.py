@@ -20,7 +20,7 @@ from typing import Callable
 import pytest
 
 from phoenix_client import PhoenixClient, RawWebSocket, upgrade_request
-from real_node import Node
+from real_node import Node, async_wait_until
 
 TOPIC = "room:1"
 JOIN_V1 = '{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}'
@@ -119,6 +119,23 @@ async def test_binary_garbage_on_v1_is_a_bad_frame(node: Node) -> None:
     client, listener = await joined(node), await joined(node)
     await client.send_raw(bytes(range(256)))
     assert await client.expect_close() == 1011
+    await still_chatting(node, listener)
+    one_warning(node, "bad frame")
+
+
+async def test_frames_after_a_bad_frame_are_not_handled(node: Node) -> None:
+    """Once the node has closed a socket for a bad frame, what the client had already sent
+    after it (in the same packet) must not reach the room."""
+    listener = await joined(node)
+    sender = await in_thread(RawWebSocket.connect, node.port)
+    sender.send_text(JOIN_V1)
+    await async_wait_until(lambda: len(node.lines("JOIN room:1")) == 2, what="the second join")
+    frames = ["not JSON"] + [f'{{"topic":"room:1","event":"shout","payload":{{"message":"late {n}"}},"ref":"{n}"}}'
+                             for n in range(20)]
+    await in_thread(sender.sock.sendall, b"".join(_masked_text(f) for f in frames))
+    assert await in_thread(sender.close_code) == 1011
+    sender.close()
+    await listener.assert_silent(0.3)
     await still_chatting(node, listener)
     one_warning(node, "bad frame")
 
