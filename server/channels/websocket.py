@@ -21,13 +21,17 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 from ..settings import Endpoint
 from ..pubsub import PubSub
 from .serializer import for_vsn
-from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_UNSUPPORTED, PhoenixSocket, Router
+from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_UNSUPPORTED, PhoenixSocket, Router
 
 log = logging.getLogger("gossipy.socket")
 
 
 # Coalescing saves syscalls for small frames; past this many bytes one write is as good as many.
 _EARLY_FLUSH = 64 * 1024
+# Pings a client may send in one second. Phoenix's JS client never pings (its heartbeat is a
+# message); libraries that do, ping every few seconds. More is a flood: each ping costs a
+# frame parse and a pong, and a flood of them takes the node's CPU from everyone else.
+PING_LIMIT = 10
 
 
 def text_frame(text: str) -> bytes:
@@ -129,6 +133,8 @@ class SocketHandler(WebSocketHandler):
         self._idle_timer: object | None = None
         self._outbox: list[bytes] = []
         self._outbox_size = 0
+        self._ping_second = 0.0
+        self._pings = 0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         vsn = self.get_query_argument("vsn", None)
@@ -175,7 +181,15 @@ class SocketHandler(WebSocketHandler):
         self.socket.receive(message)
 
     def on_ping(self, data: bytes) -> None:
-        self.last_seen = time.monotonic()
+        now = self.last_seen = time.monotonic()
+        if now - self._ping_second >= 1.0:
+            self._ping_second, self._pings = now, 0
+        self._pings += 1
+        if self._pings > PING_LIMIT and self.ws_connection is not None:
+            log.warning("closing socket from %s: a ping flood (over %d pings in a second)",
+                        self.request.remote_ip, PING_LIMIT)
+            # Tornado then waits (5 s at most) for the client's close frame, answering no pings.
+            self.close(CLOSE_POLICY, "ping flood")
 
     def on_close(self) -> None:
         self.registry.handlers.discard(self)

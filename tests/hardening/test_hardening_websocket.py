@@ -146,6 +146,31 @@ def _masked_text(text: str) -> bytes:
     return struct.pack("!BB", 0x81, 0x80 | len(payload)) + b"\0\0\0\0" + payload  # a zero mask
 
 
+async def test_a_ping_flood_is_closed_1008_and_the_others_carry_on(node: Node) -> None:
+    listener = await joined(node)
+    rss = node.rss_kib()
+    flooder = await in_thread(RawWebSocket.connect, node.port)
+
+    def flood() -> int:
+        sent = 0
+        try:
+            for _ in range(20_000):
+                flooder.send_frame(0x9, b"x" * 125)
+                sent += 1
+        except OSError:
+            pass  # the node closed the connection: the flood is over
+        return sent
+
+    started = time.monotonic()
+    sent = await in_thread(flood)
+    assert await in_thread(flooder.close_code) == 1008
+    flooder.close()
+    assert time.monotonic() - started < 5
+    await still_chatting(node, listener)
+    assert node.rss_kib() - rss < 4096, sent
+    one_warning(node, "ping")
+
+
 async def test_a_few_pings_are_answered(node: Node) -> None:
     client = await in_thread(RawWebSocket.connect, node.port)
     for n in range(3):
