@@ -51,7 +51,7 @@ class Router:
 
 
 class PhoenixSocket:
-    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels")
+    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels", "_over_limit")
 
     def __init__(self, transport: Transport, serializer: Serializer, router: Router,
                  pubsub: PubSub, max_channels: int, peer: str) -> None:
@@ -62,6 +62,7 @@ class PhoenixSocket:
         self.max_channels = max_channels
         self.peer = peer
         self.channels: dict[str, Channel] = {}
+        self._over_limit = False
 
     # ---- inbound -------------------------------------------------------------------------------
 
@@ -106,8 +107,10 @@ class PhoenixSocket:
             self._unmatched(message)
             return
         if existing is None and len(self.channels) >= self.max_channels:
-            log.warning("refusing join of %s from %s: over %d channels",
-                        message.topic, self.peer, self.max_channels)
+            if not self._over_limit:  # one line per socket, however many joins it tries
+                self._over_limit = True
+                log.warning("refusing join of %s from %s: over %d channels (further refusals on this "
+                            "socket are not logged)", message.topic, self.peer, self.max_channels)
             self._reply(message, message.join_ref, "error", {"reason": "too many channels joined"})
             return
         if existing is not None:

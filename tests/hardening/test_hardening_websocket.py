@@ -183,6 +183,30 @@ async def test_a_few_pings_are_answered(node: Node) -> None:
 
 # ---- channels and connections ------------------------------------------------------------------------
 
+async def test_joining_10000_topics_gets_max_channels_and_one_log_line(node: Node) -> None:
+    rss = node.rss_kib()
+    client = await PhoenixClient.connect(node.port, vsn="2.0.0")
+    count = 10_000
+
+    async def send() -> None:
+        for n in range(count):
+            await client.send_raw(json.dumps([str(n), str(n), f"room:{n}", "phx_join", {}]))
+
+    async def receive() -> dict[str, int]:
+        statuses: dict[str, int] = {}
+        for _ in range(count):
+            frame = await client.receive_until(lambda f: f.event == "phx_reply", timeout=10)
+            key = frame.payload["status"] + " " + json.dumps(frame.payload["response"])
+            statuses[key] = statuses.get(key, 0) + 1
+        return statuses
+
+    _, statuses = await asyncio.gather(send(), receive())
+    assert statuses == {"ok {}": 100, 'error {"reason": "too many channels joined"}': 9_900}
+    await still_chatting(node, client)  # it is in room:1, among its hundred
+    assert node.rss_kib() - rss < 16 * 1024
+    one_warning(node, "over 100 channels")
+
+
 async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_at_baseline(node: Node) -> None:
     listener = await joined(node)
     host, port = "127.0.0.1", node.port
