@@ -27,6 +27,9 @@ from .settings import Settings
 log = logging.getLogger("gossipy.node")
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+# No endpoint takes a request body; Tornado's default would read up to 100 MB of one into
+# memory (per connection) before answering 405.
+MAX_BODY = 4096
 
 
 class ClusterHandler(tornado.web.RequestHandler):
@@ -103,7 +106,10 @@ class Server:
             except OSError as exc:
                 raise StartupError(f"cannot listen for distribution on "
                                    f"{distribution.listen_address}:{distribution.port}: {exc.strerror}") from None
-        self._http = HTTPServer(self.application())
+        # A connection that has not sent its request headers within server_timeout is closed
+        # (Tornado's default is an hour: a slow or silent client would hold a descriptor that long).
+        self._http = HTTPServer(self.application(), max_body_size=MAX_BODY,
+                                idle_connection_timeout=endpoint.server_timeout)
         try:
             listening = bind_sockets(endpoint.port, endpoint.host)
         except OSError as exc:

@@ -101,12 +101,12 @@ class Node:
 
     # ---- what the process holds (Linux /proc) ----------------------------------------------------
 
-    def rss_kib(self) -> int:
-        """Resident memory, KiB (VmRSS)."""
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        """Resident memory, KiB: now (VmRSS), or the peak since the process started (VmHWM)."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-        raise AssertionError(f"no VmRSS for pid {self.pid}")
+        raise AssertionError(f"no {field} for pid {self.pid}")
 
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))

@@ -251,3 +251,56 @@ async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_
     await still_chatting(node, listener)
     node.assert_clean()
     assert not node.lines(r"ERROR|Traceback")
+
+
+# ---- HTTP before the upgrade ------------------------------------------------------------------------
+
+async def test_a_request_body_is_refused_not_buffered(node: Node) -> None:
+    """No endpoint takes a body: one announcing 90 MB is refused before it is read (Tornado's
+    default would buffer up to 100 MB per connection)."""
+    listener = await joined(node)
+    peak = node.rss_kib("VmHWM")
+
+    def post() -> bytes:
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 90000000\r\n\r\n")
+            try:
+                for _ in range(90):
+                    sock.sendall(b"x" * 1_000_000)
+            except OSError:
+                pass  # refused: the node closed the connection
+            try:
+                return sock.recv(100)
+            except OSError:
+                return b""
+
+    answer = await in_thread(post)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer
+    assert node.rss_kib("VmHWM") - peak < 8 * 1024
+    await still_chatting(node, listener)
+    node.assert_clean()
+
+
+async def test_a_connection_that_sends_no_request_is_closed_after_server_timeout(start_node) -> None:
+    node = start_node(endpoint={"server_timeout": 0.5})
+    fds = node.open_fds()
+    silent = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(50)]
+    trickling = socket.create_connection(("127.0.0.1", node.port))
+
+    def trickle() -> float:
+        started = time.monotonic()
+        try:
+            for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100:
+                trickling.sendall(bytes([byte]))
+                time.sleep(0.05)
+        except OSError:
+            pass
+        return time.monotonic() - started
+
+    assert await in_thread(trickle) < 3
+    await async_wait_until(lambda: node.open_fds() <= fds, timeout=3, what="the idle connections to be closed")
+    for sock in silent + [trickling]:
+        sock.settimeout(1)
+        assert sock.recv(10) == b""
+        sock.close()
+    node.assert_clean()
