@@ -197,6 +197,7 @@ BUILD_SCHEMA: dict[str, tuple[Any, str]] = {
 }
 
 _RUNTIME_SECTIONS = ("node", "endpoint", "kernel")
+_SECRET_KEYS = frozenset({"cookie"})
 
 
 # ---- reading YAML with line numbers ----------------------------------------------------------
@@ -267,7 +268,9 @@ def _check_section(doc: Document, keys: tuple[str, ...], section: Any,
             raise doc.fail(keys + (str(key),), f"unknown key; expected one of {', '.join(schema)}")
         check, expected = schema[key]
         if not check(value):
-            raise doc.fail(keys + (key,), f"expected {expected}, got {value!r}")
+            # A cookie YAML read as a number is still the secret: name its type, never its value.
+            got = f"{type(value).__name__} (not shown)" if key in _SECRET_KEYS else repr(value)
+            raise doc.fail(keys + (key,), f"expected {expected}, got {got}")
 
 
 def _check_runtime(doc: Document, prefix: tuple[str, ...], data: Mapping[str, Any]) -> None:

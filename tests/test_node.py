@@ -290,6 +290,15 @@ def test_describe_masks_the_cookie(tmp_path: Path) -> None:
     assert from_env.returncode == 0 and "sekrit" not in from_env.stdout + from_env.stderr
 
 
+def test_a_cookie_of_the_wrong_type_is_refused_without_showing_it(tmp_path: Path) -> None:
+    config = tmp_path / "vm.yml"
+    config.write_text("node:\n  sname: gossipy\n  cookie: 918273645546372819\n", encoding="utf-8")
+    done = run_cli("--config", str(config), "describe")
+    assert done.returncode == 2
+    assert "node.cookie" in done.stderr and "line 3" in done.stderr
+    assert "918273645546372819" not in done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("command", ["foreground", "describe"])
 def test_bad_vm_yml_key_is_one_clear_line_and_exit_2(tmp_path: Path, command: str) -> None:
     config = tmp_path / "vm.yml"
