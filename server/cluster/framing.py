@@ -83,8 +83,10 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._error: FrameError | None = None
 
-    def receive_data(self, data: bytes) -> list[Frame]:
-        """The frames completed by ``data``; raises FrameError, then again on every call."""
+    def receive_data(self, data: bytes, max_frames: int | None = None) -> list[Frame]:
+        """The frames completed by ``data``; raises FrameError, then again on every call.
+        With ``max_frames``, the frames past that many stay buffered for the next call (which
+        may pass ``b""``), to be checked against whatever ``max_size`` is by then."""
         if self._error is not None:
             raise self._error
         buffer = self._buffer
@@ -92,7 +94,7 @@ class FrameDecoder:
         frames: list[Frame] = []
         pos = 0
         end = len(buffer)
-        while end - pos >= PREFIX_SIZE:
+        while end - pos >= PREFIX_SIZE and len(frames) != max_frames:
             (length,) = _PREFIX.unpack_from(buffer, pos)
             if length == 0 or length > self.max_size:
                 self._error = FrameError(f"frame length {length} is outside 1..{self.max_size}")

@@ -38,7 +38,8 @@ Decide = Callable[[PeerInfo], "Reason | None"]
 async def run_handshake(hs: Initiator | Acceptor, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                         decoder: FrameDecoder, decide: Decide | None = None) -> tuple[PeerInfo, list[Frame]]:
     """Moves a sans-I/O handshake's bytes until it is up. Returns the proven peer and any
-    frames that arrived after the handshake's last one (they belong to the session).
+    frames that arrived after the handshake's last one (they belong to the session); from
+    then on ``decoder`` takes frames up to MAX_FRAME.
 
     ``decide`` answers an acceptor's send_status step. Raises HandshakeError, after writing
     whatever the handshake has to tell the peer; the caller closes the stream. No timeout
@@ -50,16 +51,20 @@ async def run_handshake(hs: Initiator | Acceptor, reader: asyncio.StreamReader, 
             data = await reader.read(READ_SIZE)
             if not data:
                 raise HandshakeError(Reason.CLOSED, f"the peer closed the connection in {hs.state.value}")
-            frames = decoder.receive_data(data)
-            for i, frame in enumerate(frames):
-                hs.receive_frame(frame)
+            # One frame at a time: what follows the handshake's last frame in the same read
+            # belongs to the session, whose frames may be larger than the handshake allows.
+            frames = decoder.receive_data(data, max_frames=1)
+            while frames:
+                hs.receive_frame(frames[0])
                 if hs.state is State.SEND_STATUS:
                     assert isinstance(hs, Acceptor) and decide is not None and hs.peer is not None
                     hs.answer(decide(hs.peer))
                 writer.write(hs.data_to_send())
                 if hs.state is State.UP:
                     assert hs.peer is not None
-                    return hs.peer, frames[i + 1:]
+                    decoder.max_size = MAX_FRAME
+                    return hs.peer, decoder.receive_data(b"")
+                frames = decoder.receive_data(b"", max_frames=1)
     except FrameError as exc:
         error = hs.abort(HandshakeError(Reason.MALFORMED, str(exc)))
     except HandshakeError as exc:
@@ -97,7 +102,6 @@ class Peer:
         self._writer = writer
         self._transport = writer.transport
         self._decoder = decoder
-        decoder.max_size = MAX_FRAME
         self._ticktime = ticktime
         self._max_queue = max_queue
         self._on_frame = on_frame

@@ -57,6 +57,14 @@ def test_the_limit_is_raised_after_the_handshake() -> None:
         decoder.receive_data(struct.pack(">I", 2**32 - 1))
 
 
+def test_frames_past_max_frames_wait_for_the_next_call_and_its_limit() -> None:
+    big = encode(FrameType.BROADCAST, b"x" * 10_000)
+    decoder = FrameDecoder()
+    assert decoder.receive_data(encode(FrameType.TICK) + big, max_frames=1) == [Frame(FrameType.TICK, b"")]
+    decoder.max_size = MAX_FRAME  # the handshake is over
+    assert decoder.receive_data(b"") == [Frame(FrameType.BROADCAST, b"x" * 10_000)]
+
+
 def test_the_encoder_refuses_what_the_decoder_would() -> None:
     with pytest.raises(FrameError, match="exceeds"):
         encode(FrameType.BROADCAST, b"x" * MAX_FRAME)

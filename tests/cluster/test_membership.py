@@ -383,6 +383,16 @@ async def test_ping_and_nodes_from_a_hidden_node(cluster_logs) -> None:
         assert a.node.connected_nodes() == [name(3)]
 
 
+async def test_nodes_answers_past_the_handshake_frame_limit() -> None:
+    async with Nodes() as nodes:
+        await nodes.node(2).node.start()
+        members = sorted(f"{'n' * 200}{i}@127.0.0.7" for i in range(25))  # 5 KiB of names
+        streams = [await connect_as(member, 2, nodes.port) for member in members]
+        assert await control.query(nodes.distribution(2), "nodes") == [name(2)] + members
+        for _, writer, _ in streams:
+            writer.close()
+
+
 @pytest.mark.parametrize("case, message", [
     ("bad cookie", "refused the connection: bad cookie"),
     ("not running", "is not running (nothing listens there)"),
