@@ -51,6 +51,8 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0)
             frame = await read_frame(reader, decoder, early)
     except HandshakeError as exc:
         raise ControlError(_refusal(where, exc)) from None
+    except FrameError as exc:
+        raise ControlError(f"{where} answered with a bad frame: {exc}") from None
     except TimeoutError:
         raise ControlError(f"{where} did not answer within {timeout:g} s") from None
     except ConnectionRefusedError:
