@@ -101,11 +101,8 @@ class Server:
             self.pubsub.adapter = ClusterAdapter(self.cluster, self.pubsub)
             try:
                 await self.cluster.start()
-            except BootError as exc:
+            except BootError as exc:  # a taken distribution port too: Node.start raises BootError
                 raise StartupError(f"boot failed: {exc}") from None
-            except OSError as exc:
-                raise StartupError(f"cannot listen for distribution on "
-                                   f"{distribution.listen_address}:{distribution.port}: {exc.strerror}") from None
         # A connection that has not sent its request headers within server_timeout is closed
         # (Tornado's default is an hour: a slow or silent client would hold a descriptor that long).
         self._http = HTTPServer(self.application(), max_body_size=MAX_BODY,
