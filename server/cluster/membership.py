@@ -308,6 +308,9 @@ class Node:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
+        if not peername:  # reset before asyncio could ask for its address: nothing to refuse
+            writer.transport.abort()
+            return
         address = f"{peername[0]}:{peername[1]}"
         if self._stopping or self._throttle.blocked(peername[0]):
             writer.write(encode_json(FrameType.REFUSE, {"reason": Reason.NOT_ALLOWED.value}))
