@@ -293,7 +293,6 @@ class Node:
                 writer.transport.abort()
             raise
         else:
-            self._dialing.discard(name)
             self._peer_up(info, reader, writer, decoder, early, "dialed")
             return True
         finally:
