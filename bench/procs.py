@@ -114,11 +114,16 @@ def install_signal_handlers() -> None:
 
 # ---- /proc ------------------------------------------------------------------------------------
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process (all its threads)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a live process (all its threads)."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (all its threads)."""
+    return sum(cpu_times(pid))
 
 
 def rss_bytes(pid: int) -> int:

@@ -345,26 +345,47 @@ def _short(frame: str) -> str:
     return f"{m.group('func')} ({file})"
 
 
+WAITING = "waiting in epoll (wake-ups; not CPU)"
+
+# (part, substrings of a frame): a sample belongs to the part of the frame nearest its leaf
+# that matches, so a remote broadcast delivered to local sockets counts as fan-out, and the
+# peer stream's own writes as cluster.
+_PARTS = [
+    ("socket writes (flush, iostream)", ("flush_outbox", "SocketRegistry._flush", "write_to_fd", "_handle_write",
+                                         "BaseIOStream.write", "WebSocketProtocol13._write_frame", "write_message")),
+    ("fan-out (pubsub dispatch, deliver, frame)", ("deliver", "local_broadcast", "send_frame", "encode_broadcast",
+                                                  "text_frame", "PubSub.broadcast")),
+    # gossipy's peer streams and the Redis way's Redis connections are both asyncio streams;
+    # Tornado's websockets are not, so asyncio transport frames are node-to-node traffic.
+    ("node-to-node (peer streams / Redis client)", ("/cluster/", "server.cluster", "redis/", "redis_adapter",
+                                                    "RedisAdapter", "_SelectorSocketTransport", "StreamReader",
+                                                    "asyncio/streams.py")),
+    ("reading client frames", ("_receive_frame", "_read_bytes", "on_message", "read_bytes", "_read_to_buffer",
+                               "PhoenixSocket.receive", "_handle_read")),
+    ("logging", ("logging/",)),
+    ("event loop", ("_run_once", "Handle._run", "_handle_events", "IOLoop._run_callback")),
+]
+
+
 def _bucket(stack: list[str]) -> str:
-    """Which part of the work a sample belongs to, by the frames on its stack."""
-    text = ";".join(stack)
-    if "flush_outbox" in text or "_flush" in text or "_handle_write" in text or "write_to_fd" in text:
-        return "socket writes (flush, iostream)"
-    if "deliver" in text or "local_broadcast" in text or "send_frame" in text or "encode_broadcast" in text:
-        return "fan-out (pubsub dispatch, deliver, frame)"
-    if "cluster" in text or "peer" in text:
-        return "cluster peer streams"
-    if "redis" in text:
-        return "redis client"
-    if "_on_frame_data" in text or "_receive_frame" in text or "on_message" in text or "_read_" in text:
-        return "reading client frames"
-    if "select" in text or "poll" in text or "_run_once" in text:
-        return "event loop"
+    """Which part of the work a sample belongs to (see _PARTS)."""
+    if stack and "select (selectors.py" in stack[-1]:
+        return WAITING
+    for frame in reversed(stack):
+        for part, marks in _PARTS:
+            if any(m in frame for m in marks):
+                return part
     return "other"
 
 
 def summarize_profile(raw_path: str, us_per_delivery: float, top: int = 15) -> dict[str, Any]:
-    """Self time by function and time by part, from py-spy's raw (collapsed) output."""
+    """Time by part and self time by function, from py-spy's raw (collapsed) output, scaled to
+    ``us_per_delivery`` (the node's measured user CPU per delivery).
+
+    Recorded with ``--gil``, the samples are Python running; without it py-spy samples wall
+    time while the thread is not asleep, which on a shared core includes time spent runnable
+    but waiting for it, most of all right after a write that woke another node (which then
+    preempts the writer) — hence --gil. Samples in the selector are shown apart either way."""
     self_time: collections.Counter[str] = collections.Counter()
     buckets: collections.Counter[str] = collections.Counter()
     total = 0
@@ -376,24 +397,34 @@ def summarize_profile(raw_path: str, us_per_delivery: float, top: int = 15) -> d
             except ValueError:
                 continue
             stack = [s for s in stack_text.split(";") if s]
-            if stack and stack[0].startswith("process ") or stack and stack[0].startswith("thread "):
+            if stack and (stack[0].startswith("process ") or stack[0].startswith("thread ")):
                 stack = stack[1:]
             if not stack:
                 continue
             total += count
-            self_time[_short(stack[-1])] += count
-            buckets[_bucket(stack)] += count
-    functions = [{"function": fn, "share": round(n / total, 4), "us_per_delivery": round(n / total * us_per_delivery, 3)}
-                 for fn, n in self_time.most_common(top)] if total else []
-    parts = [{"part": b, "share": round(n / total, 4), "us_per_delivery": round(n / total * us_per_delivery, 3)}
+            part = _bucket(stack)
+            buckets[part] += count
+            if part != WAITING:
+                self_time[_short(stack[-1])] += count
+    busy = total - buckets[WAITING]
+
+    def us(n: int) -> float | None:
+        return round(n / busy * us_per_delivery, 3) if busy else None
+
+    functions = [{"function": fn, "share": round(n / busy, 4), "us_per_delivery": us(n)}
+                 for fn, n in self_time.most_common(top)] if busy else []
+    parts = [{"part": b, "share": round(n / total, 4), "us_per_delivery": None if b == WAITING else us(n)}
              for b, n in buckets.most_common()] if total else []
-    return {"samples": total, "cpu_us_per_delivery": round(us_per_delivery, 3), "self_time": functions, "parts": parts}
+    return {"samples": total, "busy_samples": busy, "user_us_per_delivery": round(us_per_delivery, 3),
+            "self_time": functions, "parts": parts}
 
 
 def format_profile(summary: dict[str, Any]) -> str:
-    lines = [f"{summary['samples']} samples, {summary['cpu_us_per_delivery']} µs of this node's CPU per delivery "
-             "to its own clients", "by part:"]
-    lines += [f"  {p['share']:6.1%}  {p['us_per_delivery']:7.3f} µs  {p['part']}" for p in summary["parts"]]
-    lines.append("self time by function:")
-    lines += [f"  {f['share']:6.1%}  {f['us_per_delivery']:7.3f} µs  {f['function']}" for f in summary["self_time"]]
+    lines = [f"{summary['samples']} samples holding the GIL; this node's CPU per delivery to its own clients: "
+             f"user (Python) {summary['user_us_per_delivery']} µs, system (syscalls) "
+             f"{summary.get('system_us_per_delivery', '?')} µs", "user time by part (share, est. µs/delivery):"]
+    lines += [f"  {p['share']:6.1%}  {'' if p['us_per_delivery'] is None else format(p['us_per_delivery'], '7.2f') + ' µs':>10}  {p['part']}"
+              for p in summary["parts"]]
+    lines.append("user time by function, self (share, est. µs/delivery):")
+    lines += [f"  {f['share']:6.1%}  {f['us_per_delivery']:7.2f} µs  {f['function']}" for f in summary["self_time"]]
     return "\n".join(lines)

@@ -148,12 +148,14 @@ class Bench:
         senders, per_shout = (args.senders, clients) if rooms == 1 else (clients, clients / rooms)
         self.step_no += 1
         cpu0 = system.cpu_seconds()
+        sys0 = system.system_seconds()
         cores0 = procs.core_times()
         t0 = time.monotonic()
         result = gen.run(step=self.step_no, senders=senders, rate=deliveries_per_s / per_shout,
                          duration=duration, drain=args.drain, abort_over_1s_fraction=0.01 if abort else 0.0)
         wall = time.monotonic() - t0
         cpu1 = system.cpu_seconds()
+        kernel = system.system_seconds() - sys0
         cores1 = procs.core_times()
         rss = system.rss_bytes()
         cpu = {k: round(cpu1[k] - cpu0.get(k, cpu1[k]), 3) for k in cpu1}
@@ -173,6 +175,7 @@ class Bench:
                 "cpu_seconds": round(total_cpu, 3),
                 "cpu_fraction": round(total_cpu / wall, 3),
                 "cpu_us_per_delivery": round(total_cpu / delivered * 1e6, 2) if delivered else None,
+                "system_share": round(kernel / total_cpu, 3) if total_cpu else None,
                 "cpu_by_process": cpu,
                 "rss_mb": round(sum(rss.values()) / 2**20, 1),
                 "rss_mb_by_process": {k: round(v / 2**20, 1) for k, v in rss.items()},
@@ -212,8 +215,8 @@ class Bench:
                 raise RuntimeError(f"{connected['failed']} clients failed to join: {connected['first_failure']}")
             fixed = [self.step(system, gen, f"fanout-{int(rate)}", deliveries_per_s=rate, duration=args.duration)
                      for rate in args.rates]
-            if args.profile and system.name == "gossipy":
-                self.profile(system, gen)
+            if args.profile and system.name in args.profile_systems:
+                self.profile(system, gen, "fanout", args.profile_rate or max(args.rates))
             if args.ramp:
                 self.ramp(system, gen, fixed)
             if args.room_rates:
@@ -235,6 +238,8 @@ class Bench:
             raise RuntimeError(f"{got['failed']} clients failed to join a room of two: {got['first_failure']}")
         fixed = [self.step(system, gen, f"rooms2-{int(rate)}", deliveries_per_s=rate, duration=args.duration,
                            rooms=rooms) for rate in args.room_rates]
+        if args.profile and system.name in args.profile_systems:
+            self.profile(system, gen, "rooms2", args.room_rates[0], rooms=rooms)
         if args.ramp:
             self.ramp(system, gen, fixed, kind="rooms of two", rooms=rooms)
 
@@ -361,28 +366,35 @@ class Bench:
             for gen in gens:
                 gen.stop()
 
-    def profile(self, system: systems.System, gen: loadgen.LoadGenerator) -> None:
+    def profile(self, system: systems.System, gen: loadgen.LoadGenerator, workload: str, rate: float,
+                rooms: int = 1) -> None:
         """py-spy on one node during an extra (unrecorded) step: where server CPU goes."""
         if shutil.which("py-spy") is None:
             log("py-spy is not installed (pip install -r bench/requirements.txt): no profile")
             return
         args = self.args
         node = system.nodes[0]
-        raw = os.path.join(self.outdir, f"{system.label}-{node.label}-profile.txt")
-        rate = args.profile_rate or max(args.rates)
+        raw = os.path.join(self.outdir, f"{system.label}-{node.label}-{workload}-profile.txt")
         seconds = args.duration
         pin = (lambda: os.sched_setaffinity(0, {self.gen_core})) if self.gen_core is not None else None
-        spy = subprocess.Popen(["py-spy", "record", "--nonblocking", "-r", "250", "-d", str(int(seconds) + 1),
+        # --gil: only samples holding the GIL, i.e. running Python, not inside a syscall and not
+        # waiting for the core: they split the node's *user* CPU time; its system time (the
+        # syscalls) is read from /proc and reported beside them.
+        spy = subprocess.Popen(["py-spy", "record", "--gil", "--nonblocking", "-r", "250", "-d", str(int(seconds) + 1),
                                 "-p", str(node.proc.pid), "-f", "raw", "-o", raw],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin)
         time.sleep(0.5)
+        clients = gen.ensure()["total_joined"]
         cpu0 = system.cpu_seconds()
+        user0, kernel0 = procs.cpu_times(node.proc.pid)
         self.step_no += 1
-        result = gen.run(step=self.step_no, senders=args.senders, rate=rate / max(1, args.clients),
-                         duration=seconds, drain=args.drain)
+        senders, per_shout = (args.senders, clients) if rooms == 1 else (clients, clients / rooms)
+        result = gen.run(step=self.step_no, senders=senders, rate=rate / per_shout, duration=seconds, drain=args.drain)
+        cpu1 = system.cpu_seconds()
+        user1, kernel1 = procs.cpu_times(node.proc.pid)
         # This node's CPU over the deliveries to its own clients (client i is on node i % n).
-        cpu = system.cpu_seconds()[node.label] - cpu0[node.label]
         share = len(range(0, args.clients, len(system.nodes))) / args.clients
+        own = max(1.0, result["delivered"] * share)
         try:
             spy.wait(30)
         except subprocess.TimeoutExpired:
@@ -391,12 +403,17 @@ class Bench:
         if not os.path.exists(raw):
             log("py-spy wrote no profile (ptrace not permitted?)")
             return
-        us_per_delivery = cpu / max(1.0, result["delivered"] * share) * 1e6
-        summary = report.summarize_profile(raw, us_per_delivery)
-        summary.update({"system": system.label, "workload": "profile", "node": node.label,
-                        "target_deliveries_per_s": rate, "profile_file": os.path.relpath(raw, REPO)})
+        summary = report.summarize_profile(raw, (user1 - user0) / own * 1e6)
+        summary.update({
+            "system_us_per_delivery": round((kernel1 - kernel0) / own * 1e6, 3),
+            "system": system.label, "workload": "profile-" + workload, "node": node.label, "profile_rate": rate,
+            "profile_file": os.path.relpath(raw, REPO),
+            "cpu_us_per_delivery_all": round(sum(cpu1[k] - cpu0[k] for k in cpu1) / max(1, result["delivered"]) * 1e6, 2),
+            "cpu_by_process": {k: round(cpu1[k] - cpu0[k], 3) for k in cpu1},
+        })
         self.emit(summary)
-        log("profile of " + node.label + ":\n" + report.format_profile(summary))
+        log(f"profile of {system.label} {node.label}, {workload} at {rate:,.0f} deliveries/s:\n"
+            + report.format_profile(summary))
 
     # ---- the systems ---------------------------------------------------------------------------
 
@@ -520,7 +537,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-release", action="store_true",
                    help="rebuild the prod release (python build.py release --env=prod) even if one is built")
     p.add_argument("--profile", action="store_true", help="py-spy one gossipy node during an extra step")
-    p.add_argument("--profile-rate", type=float, default=None)
+    p.add_argument("--profile-rate", type=float, default=None, help="one-room load to profile at (the highest of --rates)")
+    p.add_argument("--profile-systems", type=_csv(str), default=["gossipy"], help="systems to profile (gossipy)")
     p.add_argument("--retries", type=int, default=None,
                    help="repeat a step disturbed by other processes up to this many times (1)")
     p.add_argument("--wait-quiet", type=float, default=None,

@@ -145,6 +145,10 @@ class System:
     def cpu_seconds(self) -> dict[str, float]:
         return {label: procs.cpu_seconds(p.pid) for label, p in self.server_procs().items() if p.alive()}
 
+    def system_seconds(self) -> float:
+        """Kernel CPU seconds of all server processes (syscalls: socket reads, writes, epoll)."""
+        return sum(procs.cpu_times(p.pid)[1] for p in self.server_procs().values() if p.alive())
+
     def rss_bytes(self) -> dict[str, int]:
         return {label: procs.rss_bytes(p.pid) for label, p in self.server_procs().items() if p.alive()}
 
