@@ -372,6 +372,12 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+def is_long_name(name: str) -> bool:
+    """A long name's host is dotted or an IPv6 address (gossipy@10.1.2.3); a short one's is not."""
+    host = name.partition("@")[2]
+    return "." in host or ":" in host
+
+
 def check_node_name(name: str, longnames: bool, what: str) -> str:
     """Validates NAME@HOST against the naming mode (sname: no dots; name: dotted or an IP)."""
     if name.count("@") != 1:
@@ -379,7 +385,7 @@ def check_node_name(name: str, longnames: bool, what: str) -> str:
     part, host = name.split("@")
     if not _NODE_PART.match(part) or not _HOST.match(host):
         raise SettingsError(f"{what}: {name!r} is not a node name of the form NAME@HOST")
-    dotted = "." in host or ":" in host
+    dotted = is_long_name(name)
     if longnames and not dotted:
         raise SettingsError(f"{what}: {name!r} is a short name, but this node uses long names "
                             f"(name:); short and long names do not mix")

@@ -31,7 +31,7 @@ from hashlib import sha256
 from typing import Any
 
 from server.cluster.framing import Frame, FrameError, FrameType, decode_json, encode_json
-from server.settings import Cookie, SettingsError, check_node_name
+from server.settings import Cookie, SettingsError, check_node_name, is_long_name
 
 # The lowest and highest protocol versions this code speaks.
 VERSIONS = (1, 1)
@@ -103,11 +103,6 @@ class PeerInfo:
     creation: int
     hidden: bool
     version: int
-
-
-def is_long_name(name: str) -> bool:
-    host = name.partition("@")[2]
-    return "." in host or ":" in host
 
 
 def new_creation() -> int:
