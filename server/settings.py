@@ -407,7 +407,7 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
     if ENV_NODE in environ:
         value = environ[ENV_NODE].strip()
         if mode is None:
-            mode = "name" if "." in value.partition("@")[2] else "sname"
+            mode = "name" if is_long_name(value) else "sname"
     if mode is None or not value:
         return None, False
     longnames = mode == "name"

@@ -290,6 +290,12 @@ def test_describe_masks_the_cookie(tmp_path: Path) -> None:
     assert from_env.returncode == 0 and "sekrit" not in from_env.stdout + from_env.stderr
 
 
+def test_release_node_alone_picks_long_names_for_an_ipv6_host() -> None:
+    done = run_cli("describe", env={"RELEASE_NODE": "gossipy@::1", "RELEASE_COOKIE": "a-cookie-for-this-test"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["distribution"]["longnames"] is True
+
+
 def test_a_cookie_of_the_wrong_type_is_refused_without_showing_it(tmp_path: Path) -> None:
     config = tmp_path / "vm.yml"
     config.write_text("node:\n  sname: gossipy\n  cookie: 918273645546372819\n", encoding="utf-8")
