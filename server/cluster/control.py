@@ -12,13 +12,13 @@ import os
 import secrets
 from typing import Any
 
+from server.cluster import discovery
 from server.cluster.framing import FrameDecoder, FrameError, FrameType, decode_json, encode_json
 from server.cluster.handshake import HandshakeError, Identity, Initiator, Reason, new_creation
 from server.cluster.peer import describe_os_error, read_frame, run_handshake
 from server.settings import ENV_COOKIE, Distribution
 
 QUESTIONS = ("ping", "nodes")
-_WILDCARDS = ("0.0.0.0", "::", "")
 
 
 class ControlError(Exception):
@@ -33,8 +33,7 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0)
     if distribution.node is None or distribution.cookie is None:
         raise ControlError("this node is not distributed (no node name), so it cannot be asked")
     name = distribution.node
-    listen = distribution.listen_address
-    host = "127.0.0.1" if listen in _WILDCARDS else listen
+    host = discovery.own_address(distribution) or "127.0.0.1"
     port = distribution.port
     where = f"{name} at {host}:{port}"
     me = Identity(f"ctl{os.getpid()}_{secrets.token_hex(3)}@{distribution.host}", new_creation(),

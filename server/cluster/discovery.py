@@ -22,3 +22,10 @@ def address(name: str, distribution: Distribution) -> tuple[str, int]:
     """The host and port to dial for node ``name``."""
     host = name.partition("@")[2]
     return host, distribution.port
+
+
+def own_address(distribution: Distribution) -> str | None:
+    """The one address this node listens on, or None when it listens on every interface
+    (then it has no single address to dial from, and a local asker reaches it on loopback)."""
+    listen = distribution.listen_address
+    return None if listen in ("0.0.0.0", "::") else listen

@@ -129,10 +129,10 @@ class Node:
         self._max_queue = max_queue
         self._backoff = backoff
         self._throttle = throttle or Throttle()
-        listen = distribution.listen_address
         # Dial from the address we listen on, so peers (and their logs and throttle) see
         # 127.0.0.2 as 127.0.0.2, not as whatever the routing table picks.
-        self._source = None if listen in ("0.0.0.0", "::") else (listen, 0)
+        own = discovery.own_address(distribution)
+        self._source = (own, 0) if own else None
         self._server: asyncio.Server | None = None
         self._stopping = False
         self._up: dict[str, Peer] = {}
