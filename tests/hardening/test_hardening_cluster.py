@@ -137,3 +137,69 @@ async def test_a_partition_keeps_each_side_serving_and_the_mesh_re_forms_after_i
         for node in (a, b):
             node.assert_clean()
             assert COOKIE not in node.log()
+
+
+async def test_kill_9_under_steady_traffic_loses_and_repeats_nothing_and_its_clients_move(tmp_path) -> None:
+    rate, count = 100, 300  # shouts a second per sender, and how many: 3 s of traffic
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        survivors, victim = nodes[:2], nodes[2]
+        senders = [await joined(survivors[0]), await joined(survivors[1], "2.0.0")]
+        receivers = [await joined(node, vsn) for node in survivors for vsn in (None, "2.0.0")]
+        doomed = [await joined(victim), await joined(victim, "2.0.0")]
+        seen: list[list[Frame]] = [[] for _ in receivers + senders]
+        readers = [asyncio.ensure_future(collect(c, f)) for c, f in zip(receivers + senders, seen)]
+        moved: list[list[Frame]] = [[], []]
+        moved_after: list[float] = []
+        killed_at = 0.0
+
+        async def send(index: int, client: PhoenixClient) -> None:
+            started = time.monotonic()
+            for n in range(count):
+                await client.shout(TOPIC, {"sender": index, "n": n})
+                await asyncio.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
+
+        async def kill() -> None:
+            nonlocal killed_at
+            await asyncio.sleep(count / rate / 3)
+            killed_at = time.monotonic()
+            victim.kill()
+
+        async def move(index: int, client: PhoenixClient) -> None:
+            """What phoenix.js does after an unclean close: reconnect (here to a survivor), rejoin."""
+            with pytest.raises(Closed) as closed:
+                while True:
+                    await client.receive(timeout=10)
+            assert closed.value.code in (None, 1006)
+            again = await joined(survivors[index], client.vsn)
+            moved_after.append(time.monotonic() - killed_at)
+            await collect(again, moved[index])
+
+        movers = [asyncio.ensure_future(move(i, c)) for i, c in enumerate(doomed)]
+        await asyncio.gather(*(send(i, c) for i, c in enumerate(senders)), kill())
+        everyone = seen + moved
+        await async_wait_until(lambda: all(max([f.payload["n"] for f in fs if f.event == "shout"
+                                                and f.payload["sender"] == s] or [-1]) == count - 1
+                                           for fs in everyone for s in (0, 1)), 10, "the last shouts")
+        await asyncio.sleep(0.2)
+        for task in readers + movers:
+            task.cancel()
+
+        for frames in seen:  # the survivors' clients: everything, once, in each sender's order
+            for sender in (0, 1):
+                assert [f.payload["n"] for f in frames if f.event == "shout" and f.payload["sender"] == sender] \
+                    == list(range(count))
+        for frames in moved:  # the moved clients: from when they rejoined, no gap and no repeat
+            for sender in (0, 1):
+                got = [f.payload["n"] for f in frames if f.event == "shout" and f.payload["sender"] == sender]
+                assert got and got == list(range(got[0], count)), got
+        assert max(moved_after) < 2.0, moved_after
+        for node in survivors:
+            assert await node.line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
+            node.assert_clean()
+        print(f"kill -9 under {2 * rate} shouts/s: {len(receivers) + len(senders)} survivor clients got all "
+              f"{2 * count} each, in order, once; the victim's clients rejoined a survivor within "
+              f"{max(moved_after):.2f} s")
+        for client in senders + receivers:
+            client.close()
