@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from node_processes import COOKIE, NodeProcess, NodeProcesses, address, node_name
-from phoenix_client import Closed, Frame, PhoenixClient
+from phoenix_client import Closed, Frame, PhoenixClient, RawWebSocket
 from real_node import async_wait_until
 from server.cluster.membership import BACKOFF_CAP, HANDSHAKE_TIMEOUT
 from tcp_proxy import TcpProxy
@@ -203,3 +204,46 @@ async def test_kill_9_under_steady_traffic_loses_and_repeats_nothing_and_its_cli
               f"{max(moved_after):.2f} s")
         for client in senders + receivers:
             client.close()
+
+
+async def test_sigterm_closes_clients_1001_tells_the_peers_and_exits_0_even_with_a_client_that_never_answers(
+        tmp_path) -> None:
+    shutdown_timeout = 1.0
+    async with NodeProcesses(tmp_path, sections={"endpoint": {"shutdown_timeout": shutdown_timeout}}) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        staying, leaving = nodes[:2], nodes[2]
+        clients = [await joined(leaving, vsn) for vsn in (None, "2.0.0", None, "2.0.0")]
+        stuck = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: RawWebSocket.connect(leaving.port, host=leaving.host, receive_buffer=4096))
+        stuck.send_text('{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}')  # and never reads again
+        await async_wait_until(lambda: len(leaving.lines("JOIN room:1")) == 5, what="five joins")
+        others = [await joined(node) for node in staying]
+
+        signalled = time.monotonic()
+        leaving.send_signal(signal.SIGTERM)
+        assert [await c.expect_close() for c in clients] == [1001] * 4
+        closed = time.monotonic() - signalled
+        for node in staying:
+            await node.line(rf"node down: {node_name(4)}: it left", timeout=1.0)
+        assert await leaving.exit_status(timeout=shutdown_timeout + 5) == 0
+        exited = time.monotonic() - signalled
+        stopping = logged(leaving.wait_for_line("stopping"))
+        told = [logged(node.wait_for_line(rf"node down: {node_name(4)}: it left")) - stopping for node in staying]
+        await cluster.mesh(staying)
+        await others[0].shout(TOPIC, {"message": "carry on"})
+        for client in others:
+            await client.receive_until(lambda f: f.event == "shout")
+            client.close()
+        stuck.close()
+        print(f"SIGTERM: clients closed 1001 within {closed:.2f} s, peers told within {max(told):.2f} s, "
+              f"exit 0 after {exited:.2f} s (shutdown_timeout {shutdown_timeout:g} s, one client never answering)")
+        assert closed < 0.5 and max(told) < 0.5
+        assert exited < shutdown_timeout + 1.5
+        leaving_log = leaving.log()
+        assert "Traceback" not in leaving_log and COOKIE not in leaving_log
+
+
+def logged(line: str) -> float:
+    """The time of a log line, in seconds (the nodes share this machine's clock)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
