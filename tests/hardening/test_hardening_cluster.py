@@ -247,3 +247,61 @@ async def test_sigterm_closes_clients_1001_tells_the_peers_and_exits_0_even_with
 def logged(line: str) -> float:
     """The time of a log line, in seconds (the nodes share this machine's clock)."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+async def test_a_stalled_peer_is_dropped_at_its_send_queue_bound_logged_and_redialed(tmp_path) -> None:
+    """SIGSTOP freezes a node: its peer streams stop being read. A node broadcasting to it fills
+    the kernel's buffers, then its own send queue up to the bound (MAX_QUEUE), and drops it there;
+    its own clients and the third node's never wait. After SIGCONT the stream is dialed again."""
+    big = "x" * 60_000
+    sections = {"kernel": {"net_ticktime": 60}}  # the bound, not the tick timeout, must end it
+    async with NodeProcesses(tmp_path, sections=sections) as cluster:
+        nodes = cluster.start_many([2, 3, 4])
+        await cluster.mesh(nodes)
+        sender_node, frozen, third = nodes
+        shouter = await joined(sender_node, "2.0.0")
+        watchers = [shouter, await joined(sender_node), await joined(third, "2.0.0")]
+        got: list[list[int]] = [[] for _ in watchers]
+
+        async def count(client: PhoenixClient, into: list[int]) -> None:
+            try:
+                while True:
+                    frame = await client.receive(timeout=60)
+                    if frame.event == "shout":
+                        into.append(frame.payload["n"])
+            except (Closed, asyncio.TimeoutError):
+                pass
+
+        readers = [asyncio.ensure_future(count(c, g)) for c, g in zip(watchers, got)]
+        overflow = rf"node down: {frozen.name}: send queue overflow"
+        peak = sender_node.rss_kib("VmHWM")
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            sent = 0
+            for sent in range(1, 2000):
+                await shouter.shout(TOPIC, {"n": sent - 1, "message": big})
+                if sent % 20 == 0:
+                    await async_wait_until(lambda: all(len(g) >= sent - 20 for g in got), 10, "the watchers")
+                    if sender_node.has_line(overflow):
+                        break
+            dropped = await sender_node.line(overflow, timeout=5)
+            await async_wait_until(lambda: all(len(g) == sent for g in got), 10, "every shout at every watcher")
+            assert all(g == list(range(sent)) for g in got)
+            grew_mib = (sender_node.rss_kib("VmHWM") - peak) / 1024
+            assert third.connected() == sorted([sender_node.name, frozen.name])  # its stream only ticks
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+        await cluster.mesh(nodes, timeout=BACKOFF_CAP + 3)
+        assert len(sender_node.lines(rf"node up: {frozen.name}")) == 2
+        late = await joined(frozen)
+        await shouter.shout(TOPIC, {"n": -1, "message": "after"})
+        await late.receive_until(lambda f: f.event == "shout" and f.payload["n"] == -1)
+        for reader in readers:
+            reader.cancel()
+        print(f"stalled peer: dropped after {sent} shouts of 60 kB ({sent * 60 / 1000:.0f} MB) while frozen; "
+              f"the sender's peak RSS grew {grew_mib:.1f} MiB; redialed after SIGCONT\n  {dropped}")
+        assert grew_mib < 48
+        for client in watchers + [late]:
+            client.close()
+        for node in nodes:
+            node.assert_clean()
