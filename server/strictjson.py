@@ -11,7 +11,8 @@ client's frame make the node fail later, for someone else (found by ``bench/fuzz
   UTF-8 text frame can carry: the reply echoing such a topic raised in the socket.
 
 ``loads`` refuses all of these with :class:`NotJSON` instead, so the input is refused where it
-arrives (a bad frame), never after it was accepted.
+arrives (a bad frame), never after it was accepted. ``dumps`` is the one encoder for what the
+node writes to clients and peers: compact, UTF-8 as is, and never a NaN that ``loads`` refuses.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def _finite(text: str) -> float:
 
 _decode = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite).decode
 _check_text = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+
+# Built once: json.dumps with options builds a new encoder on every call.
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def loads(data: str | bytes | bytearray) -> Any:

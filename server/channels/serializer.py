@@ -6,7 +6,6 @@ format raises ``DecodeError``; the socket turns that into the close Phoenix give
 
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
 
 from .. import strictjson
@@ -22,7 +21,6 @@ HEARTBEAT = "heartbeat"
 HEARTBEAT_TOPIC = "phoenix"
 
 _SCALAR_REF = (str, int, type(None))
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 class DecodeError(ValueError):
@@ -77,7 +75,7 @@ class V1:
 
     @staticmethod
     def encode(message: Message) -> str:
-        return _dumps({"topic": message.topic, "event": message.event,
+        return strictjson.dumps({"topic": message.topic, "event": message.event,
                        "payload": message.payload, "ref": message.ref})
 
 
@@ -95,7 +93,7 @@ class V2:
 
     @staticmethod
     def encode(message: Message) -> str:
-        return _dumps(list(message))
+        return strictjson.dumps(list(message))
 
 
 Serializer = type[V1] | type[V2]

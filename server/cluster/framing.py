@@ -8,7 +8,6 @@ body, so a hostile prefix costs four bytes, not an allocation.
 
 from __future__ import annotations
 
-import json
 import struct
 from enum import IntEnum
 from typing import Any, NamedTuple
@@ -64,7 +63,7 @@ def encode(frame_type: FrameType, payload: bytes = b"", max_size: int = MAX_FRAM
 
 
 def encode_json(frame_type: FrameType, value: Any) -> bytes:
-    return encode(frame_type, json.dumps(value, separators=(",", ":")).encode())
+    return encode(frame_type, strictjson.dumps(value).encode())
 
 
 def decode_json(frame: Frame) -> Any:

@@ -8,7 +8,6 @@ their order on every receiving node.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from server import strictjson
@@ -32,8 +31,7 @@ class ClusterAdapter:
         if not self._node.is_connected:
             return
         try:
-            data = json.dumps([message.topic, message.event, message.payload], separators=(",", ":"),
-                              ensure_ascii=False, allow_nan=False).encode()
+            data = strictjson.dumps([message.topic, message.event, message.payload]).encode()
             self._node.broadcast(data)
         except (TypeError, ValueError, FrameError) as exc:
             # The other nodes miss this one message; this node's subscribers still get it.
