@@ -88,8 +88,9 @@ async def read_frame(reader: asyncio.StreamReader, decoder: FrameDecoder, frames
 class Peer:
     """An up stream to one peer node.
 
-    ``on_frame(peer, frame)`` gets each BROADCAST and MEMBERS frame in the order sent; ``on_down(peer, reason)`` is called exactly once, whatever ends the stream (reset,
-    silence, LEAVE, overflow, a bad frame, or :meth:`close`).
+    ``on_frame(peer, frame)`` gets each BROADCAST and MEMBERS frame in the order sent;
+    ``on_down(peer, reason)`` is called exactly once, whatever ends the stream (reset, silence,
+    LEAVE, overflow, a bad frame, or :meth:`close`).
     """
 
     def __init__(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
