@@ -20,8 +20,9 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from ..settings import Endpoint
 from ..pubsub import PubSub
-from .serializer import for_vsn
-from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_UNSUPPORTED, PhoenixSocket, Router
+from .serializer import V1, for_vsn
+from .socket import (CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG,
+                     CLOSE_UNSUPPORTED, PhoenixSocket, Router)
 
 log = logging.getLogger("gossipy.socket")
 
@@ -92,8 +93,6 @@ def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str)
     return False
 
 
-CLOSE_INVALID_DATA = 1007
-CLOSE_TOO_BIG = 1009
 _TEXT = 0x1
 
 
@@ -160,9 +159,8 @@ class SocketHandler(WebSocketHandler):
     def open(self, *args: str, **kwargs: str) -> None:
         assert self.ws_connection is not None
         self.ws_connection.stream.max_write_buffer_size = self.endpoint.outbound_buffer
-        peer = f"{self.request.remote_ip}"
         self.socket = PhoenixSocket(self, self.serializer, self.router, self.pubsub,
-                                    self.endpoint.max_channels, peer)
+                                    self.endpoint.max_channels, self.request.remote_ip)
         self.registry.handlers.add(self)
         self.last_seen = time.monotonic()
         self._idle_timer = IOLoop.current().call_later(self.endpoint.server_timeout, self._check_idle)
@@ -173,7 +171,7 @@ class SocketHandler(WebSocketHandler):
             # close frame, but nothing the client sent after the offence may reach the room.
             return
         self.last_seen = time.monotonic()
-        if isinstance(message, bytes) and self.serializer.vsn != "1.0.0":
+        if isinstance(message, bytes) and self.serializer is not V1:
             log.warning("closing socket from %s: binary frames are not supported", self.request.remote_ip)
             self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
             return
