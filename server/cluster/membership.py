@@ -27,7 +27,7 @@ import json
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,6 +50,9 @@ BACKOFF_CAP = 3.0
 FORGET_AFTER = 600.0
 # Incoming handshakes in progress at once: a flood of idle connections cannot use up the node.
 MAX_HANDSHAKES = 128
+# Of those, from one address: a node dials a peer once at a time (plus a control query or
+# two), so more is a flood, which must not take the slots every other node needs.
+MAX_HANDSHAKES_PER_ADDRESS = 8
 LEAVE_TIMEOUT = 2.0
 MAX_MEMBERS = 10_000
 # Failed handshakes from one address within the window after which it is refused at once.
@@ -139,6 +142,7 @@ class Node:
         self._dialing: set[str] = set()
         self._accepting: dict[str, Acceptor] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._handshaking_from: Counter[str] = Counter()
         self._saturated = False
         self._wanted: dict[str, _Want] = {}
         self._up_changed = asyncio.Event()
@@ -323,9 +327,19 @@ class Node:
             writer.transport.abort()
             return
         self._saturated = False
+        host = peername[0]
+        if self._handshaking_from[host] >= MAX_HANDSHAKES_PER_ADDRESS:
+            # Counted as a failure, so a flood is throttled (and logged) as a whole.
+            log.debug("refused connection from %s: %d handshakes from it already in progress",
+                      address, MAX_HANDSHAKES_PER_ADDRESS)
+            self._throttle_failure(host)
+            writer.write(encode_json(FrameType.REFUSE, {"reason": Reason.NOT_ALLOWED.value}))
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._handshakes.add(task)
+        self._handshaking_from[host] += 1
         hs = Acceptor(self._me, self._cookie)
         decoder = FrameDecoder()
         try:
@@ -347,6 +361,9 @@ class Node:
             raise
         finally:
             self._handshakes.discard(task)
+            self._handshaking_from[host] -= 1
+            if not self._handshaking_from[host]:
+                del self._handshaking_from[host]
             if hs.peer is not None and self._accepting.get(hs.peer.name) is hs:
                 del self._accepting[hs.peer.name]
                 self._nudge(hs.peer.name)
@@ -376,11 +393,17 @@ class Node:
         who = f"{address} (claims {claim.name})" if claim else address
         if exc.reason is Reason.SIMULTANEOUS or (exc.reason is Reason.CLOSED and claim is None):
             log.debug("connection from %s ended: %s", who, exc)
+        elif self._throttle.blocked(host):  # its throttling was logged; not each of its failures
+            log.debug("refused connection from %s (throttled): %s", who, exc)
         elif exc.by_peer:
             log.warning("connection from %s failed: it refused us: %s", who, exc.reason.value)
         else:
             log.warning("refused connection from %s: %s", who, exc)
-        if exc.reason in _COUNTED and self._throttle.failed(host):
+        if exc.reason in _COUNTED:
+            self._throttle_failure(host)
+
+    def _throttle_failure(self, host: str) -> None:
+        if self._throttle.failed(host):
             log.warning("throttling %s: %d failed handshakes within %g s; refusing its connections until "
                         "they age out", host, THROTTLE_LIMIT, THROTTLE_WINDOW)
 

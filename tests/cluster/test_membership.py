@@ -225,9 +225,12 @@ async def test_a_flood_of_idle_connections_cannot_use_up_the_node(cluster_logs) 
     async with Nodes() as nodes:
         a, b = nodes.node(2, node_options={"handshake_timeout": 3.0}), nodes.node(3, sync=[2])
         await a.node.start()
-        idle = [await asyncio.open_connection(address(2), nodes.port) for _ in range(MAX_HANDSHAKES)]
+        # from many addresses: one address gets MAX_HANDSHAKES_PER_ADDRESS slots at most
+        idle = [await asyncio.open_connection(address(2), nodes.port, local_addr=(f"127.0.1.{1 + i % 32}", 0))
+                for i in range(MAX_HANDSHAKES)]
         await async_wait_until(lambda: len(a.node._handshakes) == MAX_HANDSHAKES)
-        extra = [await asyncio.open_connection(address(2), nodes.port) for _ in range(3)]
+        extra = [await asyncio.open_connection(address(2), nodes.port, local_addr=("127.0.1.99", 0))
+                 for _ in range(3)]
         for reader, _ in extra:
             assert await asyncio.wait_for(reader.read(), 1.0) == b""  # closed at once
         assert len(lines(cluster_logs, "handshakes already in progress", logging.WARNING)) == 1
