@@ -16,8 +16,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-# wait_until & co. are re-exported for older `from conftest import ...`; import from real_node.
-from real_node import ROOT, Node, NodeStarter, async_wait_until, node_command, node_env, wait_until  # noqa: F401
+# Helpers are imported from real_node, never from conftest: tests/*/conftest.py share the name.
+from real_node import ROOT, Node, NodeStarter
 from requirements import need
 
 JS_DIR = ROOT / "tests" / "js"

@@ -28,14 +28,13 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from conftest import ROOT, Node, async_wait_until, node_command, node_env, wait_until
+from real_node import Node, async_wait_until, free_port, spawn_node, wait_until
 
 COOKIE = "node-processes-test-cookie-9c41e7"
 SYNC_TIMEOUT_MS = 3000
@@ -47,22 +46,6 @@ def address(i: int) -> str:
 
 def node_name(i: int) -> str:
     return f"gossipy@{address(i)}"
-
-
-def free_port(hosts: Iterable[str]) -> int:
-    """A TCP port that is free on every one of ``hosts``."""
-    hosts = list(hosts)
-    while True:
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as other:
-                    other.bind((host, port))
-            return port
-        except OSError:
-            continue
 
 
 def established_streams(port: int) -> collections.Counter[frozenset[str]]:
@@ -247,9 +230,7 @@ class NodeProcesses:
         config_path = self.directory / f"node{index}-{serial}.yml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         log_path = self.directory / f"node{index}-{serial}.log"
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(node_command("--config", str(config_path)), cwd=ROOT, env=node_env(**env),
-                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = spawn_node(["--config", str(config_path)], log_path, env)
         node = NodeProcess(proc, log_path, index, config["endpoint"]["port"], config, env)
         self.started.append(node)
         return node

@@ -14,11 +14,12 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -146,6 +147,35 @@ def node_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def spawn_node(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """``python -m server ARGS`` in the background, everything it prints going to ``log_path``."""
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(node_command(*args), cwd=ROOT, env=node_env(**env),
+                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def run_node(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """``python -m server ARGS`` to completion (describe, ping, nodes, a refused start)."""
+    return subprocess.run(node_command(*args), cwd=ROOT, env=node_env(**(env or {})), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def free_port(hosts: Iterable[str]) -> int:
+    """A TCP port that is free on every one of ``hosts``."""
+    hosts = list(hosts)
+    while True:
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+            return port
+        except OSError:
+            continue
+
+
 class NodeStarter:
     """Starts nodes whose config and log files live in ``folder``; ``stop_all`` at the end."""
 
@@ -165,9 +195,7 @@ class NodeStarter:
             path.write_text(yaml.safe_dump(document), encoding="utf-8")
             args = ["--config", str(path)]
         log_path = self.folder / f"node{index}.log"
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(node_command(*args), cwd=ROOT, env=node_env(PORT="0", **(env or {})),
-                                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = spawn_node(args, log_path, {"PORT": "0", **(env or {})})
         node = Node(proc, log_path)
         self.nodes.append(node)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from typing import Callable
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from real_node import ROOT, Node, node_command, node_env
+from real_node import Node, run_node
 from phoenix_client import PhoenixClient, RawWebSocket
 from recorded import RECORDED_V1, RECORDED_V2
 
@@ -270,28 +269,23 @@ async def test_runs_on_embedded_defaults_and_port_comes_from_the_environment(
     assert overridden.port != 1  # PORT wins over vm.yml
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(node_command(*args), cwd=ROOT, env=node_env(**(env or {})), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=20)
-
-
 def test_describe_masks_the_cookie(tmp_path: Path) -> None:
     config = tmp_path / "vm.yml"
     config.write_text("node:\n  sname: gossipy\n  cookie: sekrit-cookie-from-vm-yml\n"
                       "endpoint:\n  check_origin: false\n", encoding="utf-8")
-    done = run_cli("--config", str(config), "describe")
+    done = run_node("--config", str(config), "describe")
     assert done.returncode == 0, done.stderr
     described = json.loads(done.stdout)
     assert described["distribution"]["cookie"] == "******"
     assert described["distribution"]["node"].startswith("gossipy@")
     assert described["endpoint"]["check_origin"] is False
     assert "sekrit" not in done.stdout + done.stderr
-    from_env = run_cli("--config", str(config), "describe", env={"RELEASE_COOKIE": "another-sekrit-value"})
+    from_env = run_node("--config", str(config), "describe", env={"RELEASE_COOKIE": "another-sekrit-value"})
     assert from_env.returncode == 0 and "sekrit" not in from_env.stdout + from_env.stderr
 
 
 def test_release_node_alone_picks_long_names_for_an_ipv6_host() -> None:
-    done = run_cli("describe", env={"RELEASE_NODE": "gossipy@::1", "RELEASE_COOKIE": "a-cookie-for-this-test"})
+    done = run_node("describe", env={"RELEASE_NODE": "gossipy@::1", "RELEASE_COOKIE": "a-cookie-for-this-test"})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["distribution"]["longnames"] is True
 
@@ -299,7 +293,7 @@ def test_release_node_alone_picks_long_names_for_an_ipv6_host() -> None:
 def test_a_cookie_of_the_wrong_type_is_refused_without_showing_it(tmp_path: Path) -> None:
     config = tmp_path / "vm.yml"
     config.write_text("node:\n  sname: gossipy\n  cookie: 918273645546372819\n", encoding="utf-8")
-    done = run_cli("--config", str(config), "describe")
+    done = run_node("--config", str(config), "describe")
     assert done.returncode == 2
     assert "node.cookie" in done.stderr and "line 3" in done.stderr
     assert "918273645546372819" not in done.stdout + done.stderr
@@ -309,7 +303,7 @@ def test_a_cookie_of_the_wrong_type_is_refused_without_showing_it(tmp_path: Path
 def test_bad_vm_yml_key_is_one_clear_line_and_exit_2(tmp_path: Path, command: str) -> None:
     config = tmp_path / "vm.yml"
     config.write_text("endpoint:\n  host: 127.0.0.1\n  prot: 4000\n", encoding="utf-8")
-    done = run_cli("--config", str(config), command, env={"PORT": "0"})
+    done = run_node("--config", str(config), command, env={"PORT": "0"})
     assert done.returncode == 2
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
@@ -320,7 +314,7 @@ def test_bad_vm_yml_key_is_one_clear_line_and_exit_2(tmp_path: Path, command: st
 def test_bad_vm_yml_value_names_what_was_expected(tmp_path: Path) -> None:
     config = tmp_path / "vm.yml"
     config.write_text("endpoint:\n  server_timeout: soon\n", encoding="utf-8")
-    done = run_cli("--config", str(config), "describe")
+    done = run_node("--config", str(config), "describe")
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
     assert "endpoint.server_timeout" in line and "line 2" in line and "'soon'" in line

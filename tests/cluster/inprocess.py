@@ -12,8 +12,9 @@ import asyncio
 import dataclasses
 from typing import Any, Iterable
 
-from node_processes import address, free_port
+from node_processes import address
 from node_processes import node_name as name
+from real_node import free_port
 from server.cluster import ClusterAdapter, Node
 from server.cluster.framing import Frame, FrameDecoder
 from server.cluster.handshake import Identity, Initiator, new_creation

@@ -13,9 +13,9 @@ from datetime import datetime
 import pytest
 import yaml
 
-from conftest import ROOT, node_command, node_env
 from node_processes import COOKIE, NodeProcess, NodeProcesses, address, established_streams, node_name
 from phoenix_client import PhoenixClient
+from real_node import run_node
 from server.cluster.framing import FrameType, encode_json
 
 pytestmark = pytest.mark.cluster
@@ -202,8 +202,7 @@ async def test_ping_and_nodes_from_another_process(tmp_path) -> None:
         config.write_text(yaml.safe_dump(nodes[0].config), encoding="utf-8")
 
         def ask(command: str, **env: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(node_command("--config", str(config), command), cwd=ROOT, env=node_env(**env),
-                                  capture_output=True, text=True, timeout=30)
+            return run_node("--config", str(config), command, env=env)
 
         assert ask("ping").stdout == "pong\n"
         assert ask("nodes").stdout.split() == [node_name(2), node_name(3)]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import async_wait_until
+from real_node import async_wait_until
 from inprocess import SECRET, Nodes, address, connect_as, name, start_all
 from node_processes import established_streams
 from server.cluster import BootError, ControlError, Node, control
