@@ -8,7 +8,6 @@ so that every boot exercises the substitution.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,8 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
-from released import HOST_VAR, HOSTS, TARBALL, Release, bare_path, build, copy_repository, free_port, unpack
+from real_node import free_port
+from released import HOST_VAR, HOSTS, TARBALL, Release, bare_path, build, copy_repository, unpack
 from requirements import missing
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"
@@ -32,18 +32,6 @@ class Build:
     output: str
     rebuild_output: str
     seconds: float
-
-
-def _free_on_all(hosts: tuple[str, ...]) -> int:
-    while True:
-        port = free_port(hosts[0])
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((host, port))
-            return port
-        except OSError:
-            continue
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +48,7 @@ def project(workdir: Path) -> Path:
     path = copy_repository(workdir / "project")
     vm_yml = path / "vm.yml"
     doc = yaml.safe_load(vm_yml.read_text())
-    doc["node"]["dist_port"] = _free_on_all(HOSTS)
+    doc["node"]["dist_port"] = free_port(HOSTS)
     doc["endpoint"]["host"] = "${%s}" % HOST_VAR
     vm_yml.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

@@ -7,15 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
+
+from real_node import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "0.0.1"
@@ -28,23 +27,6 @@ SCRIPT_TOOLS = ("dirname", "basename", "readlink", "cat", "mkdir", "tr", "grep",
 HOSTS = ("127.0.4.1", "127.0.4.2")
 # The ${VAR} the test vm.yml puts in endpoint.host: filled in at boot.
 HOST_VAR = "GOSSIPY_TEST_HOST"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def copy_repository(dest: Path) -> Path:
@@ -92,7 +74,7 @@ class Release:
     def __init__(self, root: Path, path: str, tmp: Path, host: str, **env: str) -> None:
         self.root = root
         self.host = host
-        self.port = free_port(host)
+        self.port = free_port([host])
         self.tmp = tmp
         self.env = {"PATH": path, "HOME": str(tmp), "LC_ALL": "C.UTF-8", "RELEASE_TMP": str(tmp),
                     "PORT": str(self.port), HOST_VAR: host, "RELEASE_DISTRIBUTION": "none"}

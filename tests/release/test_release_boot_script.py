@@ -8,7 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from released import HOST_VAR, HOSTS, Release, wait_until
+from real_node import wait_until
+from released import HOST_VAR, HOSTS, Release
 from requirements import require
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from released import bare_path, wait_until
+from real_node import wait_until
+from released import bare_path
 
 RUNTIME = "python-3.11.7"
 
