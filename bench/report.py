@@ -71,10 +71,12 @@ def fanout_table(records: list[dict[str, Any]]) -> str:
         lat, srv = r["latency_ms"], r["server"]
         rows.append([r["system"], r["workload"], r["offered_per_s"], r["deliveries_per_s"], r["lost"],
                      r["duplicates"], r["out_of_order"], lat["p50"], lat["p90"], lat["p99"], lat["max"],
-                     srv["cpu_us_per_delivery"], f"{srv['cpu_fraction']:.0%}", srv["rss_mb"],
+                     srv["cpu_us_per_delivery"],
+                     f"{srv['system_share']:.0%}" if srv.get("system_share") is not None else None,
+                     f"{srv['cpu_fraction']:.0%}", srv["rss_mb"],
                      f"{r['generator']['cpu_fraction']:.0%}" + (" (saturated)" if r.get("generator_saturated") else "")])
     return _table(["system", "workload", "offered/s", "delivered/s", "lost", "dup", "out of order",
-                   "p50 ms", "p90 ms", "p99 ms", "max ms", "server CPU µs/delivery", "server CPU",
+                   "p50 ms", "p90 ms", "p99 ms", "max ms", "server CPU µs/delivery", "of it in the kernel", "server CPU",
                    "server RSS MB", "generator CPU"], rows)
 
 
@@ -179,29 +181,44 @@ def _verdict(a: float | None, b: float | None, limit: float, strict: bool = Fals
     return "met" if ok else "not met"
 
 
+def _medians(records: list[dict[str, Any]], system: str, workload: str) -> dict[str, Any] | None:
+    """Median CPU per delivery, p99, delivery rate and total lost over a system's rounds of a load."""
+    rs = [r for r in records if r.get("system") == system and r.get("workload") == workload]
+    if not rs:
+        return None
+
+    def median(values: list[float]) -> float | None:
+        values = sorted(v for v in values if v is not None)
+        if not values:
+            return None
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    return {"n": len(rs), "cpu": median([r["server"]["cpu_us_per_delivery"] for r in rs]),
+            "p99": median([r["latency_ms"]["p99"] for r in rs]),
+            "rate": median([r["deliveries_per_s"] for r in rs]), "lost": sum(r["lost"] for r in rs)}
+
+
 def compare(records: list[dict[str, Any]], base: list[dict[str, Any]], pairs: list[tuple[str, str]],
             title: str) -> list[str]:
-    """Ratios new/old per fixed load for (new system, old system) pairs: < 1 is better for CPU and p99."""
+    """Ratios new/old per fixed load for (new system, old system) pairs, over the medians of
+    their rounds: < 1 is better for CPU and p99."""
     rows = []
     for new, old in pairs:
-        for r in records:
-            if r.get("system") != new or not FIXED.match(str(r.get("workload"))):
+        workloads = dict.fromkeys(r["workload"] for r in records
+                                  if r.get("system") == new and FIXED.match(str(r.get("workload"))))
+        for workload in workloads:
+            n, o = _medians(records, new, workload), _medians(base, old, workload)
+            if n is None or o is None:
                 continue
-            o = _find(base, old, r["workload"])
-            if o is None:
-                continue
-            rate = int(FIXED.match(r["workload"]).group(1))
-            rows.append([new, r["workload"],
-                         f"{_fmt(_fixed_value(base, old, rate, 'cpu'), 2)} → {_fmt(r['server']['cpu_us_per_delivery'], 2)}",
-                         _ratio(r["server"]["cpu_us_per_delivery"], o["server"]["cpu_us_per_delivery"]),
-                         f"{_fmt(o['latency_ms']['p99'], 1)} → {_fmt(r['latency_ms']['p99'], 1)}",
-                         _ratio(r["latency_ms"]["p99"], o["latency_ms"]["p99"]),
-                         _ratio(r["deliveries_per_s"], o["deliveries_per_s"]),
-                         f"{o['lost']} → {r['lost']}"])
+            rows.append([new, workload, f"{o['n']}/{n['n']}",
+                         f"{_fmt(o['cpu'], 2)} → {_fmt(n['cpu'], 2)}", _ratio(n["cpu"], o["cpu"]),
+                         f"{_fmt(o['p99'], 1)} → {_fmt(n['p99'], 1)}", _ratio(n["p99"], o["p99"]),
+                         _ratio(n["rate"], o["rate"]), f"{o['lost']} → {n['lost']}"])
     if not rows:
         return []
-    return [title, _table(["system", "workload", "CPU µs/delivery", "ratio", "p99 ms", "ratio",
-                           "delivered/s ratio", "lost"], rows)]
+    return [title, _table(["system", "workload", "rounds", "CPU µs/delivery (median)", "ratio", "p99 ms (median)",
+                           "ratio", "delivered/s ratio", "lost"], rows)]
 
 
 def summary(records: list[dict[str, Any]], baseline: list[dict[str, Any]] | None = None,

@@ -446,9 +446,12 @@ class Bench:
         sources = [("", systems.source_at(args.rev, self.outdir) if args.rev else REPO)]
         if args.before:
             sources.insert(0, ("@" + args.before, systems.source_at(args.before, self.outdir)))
-        for kind in args.systems:
-            for suffix, src in sources:
-                self.with_system(kind, src, kind + suffix, self.fanout)
+        for round_no in range(args.rounds):
+            for kind in args.systems:
+                # Alternate the order of before and after from round to round, so drift over
+                # the run does not favour either.
+                for suffix, src in (sources if round_no % 2 == 0 else sources[::-1]):
+                    self.with_system(kind, src, kind + suffix, self.fanout)
         if args.idle:
             for kind in args.idle_systems:
                 for suffix, src in sources:
@@ -511,6 +514,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="measure the server package of git revision REV instead of the working tree's")
     p.add_argument("--before", metavar="REV",
                    help="also run each system on the server package of git revision REV (after/before ratios)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the fixed loads this many times (before/after alternating); ratios use medians")
     p.add_argument("--baseline", metavar="JSONL", help="a results.jsonl of an earlier run to print ratios against")
     p.add_argument("--systems", type=_csv(str), default=None, help="of single,redis,gossipy (default: all; quick: single,gossipy)")
     p.add_argument("--clients", type=int, default=1000)
@@ -527,7 +532,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ramp-time", type=float, default=75.0, help="seconds one ramp may take (then it stops)")
     p.add_argument("--bisections", type=int, default=3)
     p.add_argument("--room-rates", type=_csv(float), default=None,
-                   help="loads (deliveries/s) for rooms of two across nodes, every client shouting (2000; quick none)")
+                   help="loads (deliveries/s) for rooms of two across nodes, every client shouting (2000)")
     p.add_argument("--idle", type=_csv(int), default=None, help="idle connection counts (2000,20000; quick: none)")
     p.add_argument("--no-idle", dest="idle", action="store_const", const=[])
     p.add_argument("--idle-systems", type=_csv(str), default=None, help="systems for the idle test (default: single,gossipy)")
@@ -561,9 +566,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.duration is None:
         args.duration = 4.0 if quick else 10.0
     if args.ramp is None:
-        args.ramp = not quick
+        args.ramp = not quick and args.rounds == 1
     if args.room_rates is None:
-        args.room_rates = [] if quick else [2000.0]
+        args.room_rates = [2000.0]
     if args.idle is None:
         args.idle = [] if quick else [2000, 20000]
     if args.idle_systems is None:
