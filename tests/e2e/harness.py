@@ -37,6 +37,7 @@ from docker.errors import DockerException, NotFound
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import baseimage  # noqa: E402
+import checkout  # noqa: E402
 from phoenix_client import Closed, PhoenixClient  # noqa: E402  (tests/ is not a package)
 from requirements import missing  # noqa: E402
 
@@ -142,18 +143,8 @@ class ReleaseTree:
     @classmethod
     def copy_repository(cls, dest: Path) -> "ReleaseTree":
         """The files git knows of (tracked, or new and not ignored), as the working tree has them."""
-        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                                cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
-        count = 0
-        for name in filter(None, listed):
-            source = REPO / name
-            if not source.is_file():  # deleted in the working tree
-                continue
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-            count += 1
-        log(f"copied {count} files of {REPO} to {dest}")
+        checkout.copy_repository(dest)
+        log(f"copied the files of {REPO} to {dest}")
         return cls(dest)
 
     def copy(self, dest: Path) -> "ReleaseTree":

@@ -18,8 +18,9 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
+from checkout import copy_repository
 from real_node import free_port
-from released import HOST_VAR, HOSTS, TARBALL, Release, bare_path, build, copy_repository, unpack
+from released import HOST_VAR, HOSTS, TARBALL, Release, bare_path, build, unpack
 from requirements import missing
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"

@@ -29,19 +29,6 @@ HOSTS = ("127.0.4.1", "127.0.4.2")
 HOST_VAR = "GOSSIPY_TEST_HOST"
 
 
-def copy_repository(dest: Path) -> Path:
-    """The files git knows of (tracked, or new and not ignored), as the working tree has them."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return dest
-
-
 def build(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     environ.update(env or {})

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from released import REPO, TARBALL, build, copy_repository
+from checkout import copy_repository
+from released import REPO, TARBALL, build
 
 COOKIE = re.compile(r'cookie: "([A-Za-z0-9]+)"')
 
