@@ -76,7 +76,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class NodeProcess(Node):
-    """One node process: conftest's Node (log, signals, exit status) plus its cluster view."""
+    """One node process: real_node's Node (log, signals, exit status) plus its cluster view."""
 
     def __init__(self, proc: subprocess.Popen, log_path: Path, index: int, http_port: int,
                  config: dict[str, Any], env: dict[str, str]) -> None:
