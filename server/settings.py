@@ -79,6 +79,17 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """TLS for the peer streams (``node.tls``): PEM files of this node's certificate and key,
+    and of the CA that signed every node's certificate. Both ends of a stream present theirs
+    (mutual authentication); the cookie handshake still runs inside."""
+
+    certfile: str
+    keyfile: str
+    cafile: str
+
+
+@dataclass(frozen=True)
 class Distribution:
     """vm.args and the kernel's distribution settings; ``node`` None means not distributed."""
 
@@ -97,6 +108,7 @@ class Distribution:
     # a reconnect. Ten seconds is far above any event-loop stall of a healthy node; ticks cost
     # 5 bytes per idle peer every 2.5 s.
     net_ticktime: float = 10.0
+    tls: Tls | None = None
 
     @property
     def host(self) -> str | None:
@@ -154,6 +166,13 @@ def _node_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
+_TLS_KEYS = tuple(field.name for field in dataclasses.fields(Tls))
+
+
+def _tls(v: Any) -> bool:
+    return isinstance(v, dict) and set(v) == set(_TLS_KEYS) and all(_string(x) for x in v.values())
+
+
 def _origin_setting(v: Any) -> bool:
     return isinstance(v, bool) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
 
@@ -165,6 +184,7 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "cookie": (_string, "the shared cluster secret"),
         "dist_port": (_port, "a TCP port number (0-65535)"),
         "dist_bind": (_string, "an address to bind the distribution port"),
+        "tls": (_tls, "a mapping of certfile, keyfile and cafile (paths of PEM files)"),
     },
     "endpoint": {
         "host": (_string, "an address to bind the HTTP port"),
@@ -471,6 +491,7 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         sync_nodes_mandatory=sync_mandatory,
         sync_nodes_timeout_ms=kernel.get("sync_nodes_timeout", Distribution.sync_nodes_timeout_ms),
         net_ticktime=float(kernel.get("net_ticktime", Distribution.net_ticktime)),
+        tls=Tls(**node["tls"]) if "tls" in node else None,
     )
     return Settings(
         release=release.get("name", Settings.release),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import ssl
 from typing import Any
 
-from server.cluster import discovery
+from server.cluster import discovery, tls
 from server.cluster.framing import FrameDecoder, FrameError, FrameType, decode_json, encode_json
 from server.cluster.handshake import HandshakeError, Identity, Initiator, Reason, new_creation
 from server.cluster.peer import describe_os_error, read_frame, run_handshake
@@ -38,10 +39,16 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0)
     where = f"{name} at {host}:{port}"
     me = Identity(f"ctl{os.getpid()}_{secrets.token_hex(3)}@{distribution.host}", new_creation(),
                   distribution.longnames)
+    options: dict[str, Any] = {}
+    if distribution.tls is not None:
+        try:
+            options = {"ssl": tls.contexts(distribution.tls).client, "server_hostname": distribution.host}
+        except tls.TlsError as exc:
+            raise ControlError(str(exc)) from None
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, **options)
             hs = Initiator(me, distribution.cookie, expect=name, hidden=True)
             hs.send_name()
             decoder = FrameDecoder()
@@ -56,6 +63,8 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0)
         raise ControlError(f"{where} did not answer within {timeout:g} s") from None
     except ConnectionRefusedError:
         raise ControlError(f"{where} is not running (nothing listens there)") from None
+    except ssl.SSLError as exc:
+        raise ControlError(f"{where} refused the connection: {tls.describe_ssl_error(exc)}") from None
     except OSError as exc:
         raise ControlError(f"{where} is unreachable: {describe_os_error(exc)}") from None
     finally:

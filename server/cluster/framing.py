@@ -43,6 +43,8 @@ class FrameType(IntEnum):
 
 
 _TYPES = {t.value: t for t in FrameType}
+# The first byte of a TLS record carrying a handshake (a ClientHello) or an alert.
+_TLS_RECORDS = (0x16, 0x15)
 
 
 class FrameError(ValueError):
@@ -81,6 +83,8 @@ class FrameDecoder:
         self.max_size = max_size
         self._buffer = bytearray()
         self._error: FrameError | None = None
+        # Nothing decoded yet: the first bytes may be a TLS record (a handshake or an alert).
+        self._fresh = True
 
     def receive_data(self, data: bytes, max_frames: int | None = None) -> list[Frame]:
         """The frames completed by ``data``; raises FrameError, then again on every call.
@@ -96,7 +100,10 @@ class FrameDecoder:
         while end - pos >= PREFIX_SIZE and len(frames) != max_frames:
             (length,) = _PREFIX.unpack_from(buffer, pos)
             if length == 0 or length > self.max_size:
-                self._error = FrameError(f"frame length {length} is outside 1..{self.max_size}")
+                if self._fresh and buffer[pos] in _TLS_RECORDS and buffer[pos + 1] == 3:
+                    self._error = FrameError("TLS, not frames: is node.tls set on one of the two nodes only?")
+                else:
+                    self._error = FrameError(f"frame length {length} is outside 1..{self.max_size}")
                 raise self._error
             start = pos + PREFIX_SIZE
             if end - start < length:
@@ -108,5 +115,7 @@ class FrameDecoder:
             frames.append(Frame(frame_type, bytes(buffer[start + 1:start + length])))
             pos = start + length
         del buffer[:pos]
+        if frames:
+            self._fresh = False
         return frames
 

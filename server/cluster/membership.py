@@ -26,12 +26,13 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from server.cluster import discovery
+from server.cluster import discovery, tls
 from server.cluster.framing import Frame, FrameDecoder, FrameError, FrameType, decode_json, encode, encode_json
 from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
 from server.cluster.peer import MAX_QUEUE, Peer, describe_os_error, read_frame, run_handshake
@@ -147,6 +148,7 @@ class Node:
         self._wanted: dict[str, _Want] = {}
         self._up_changed = asyncio.Event()
         self._receiver: Callable[[str, bytes], None] | None = None
+        self._tls: tls.Contexts | None = None
 
     # ---- the API -------------------------------------------------------------------------
 
@@ -154,12 +156,20 @@ class Node:
         """Listens on the distribution port, dials the configured nodes and waits for them
         (sync_nodes_*); raises BootError if the port is taken or mandatory nodes are missing."""
         host, port = self._dist.listen_address, self._dist.port
+        if self._dist.tls is not None:
+            try:
+                self._tls = tls.contexts(self._dist.tls)
+            except tls.TlsError as exc:
+                raise BootError(f"{self.name}: {exc}") from None
         try:
-            self._server = await asyncio.start_server(self._accept, host, port)
+            # With TLS, asyncio completes the TLS handshake before _accept (within the same
+            # timeout); a stranger who fails it is dropped without a word, as by any TLS server.
+            self._server = await asyncio.start_server(
+                self._accept, host, port, **self._tls_options(server_side=True))
         except OSError as exc:
             raise BootError(f"{self.name}: cannot listen for peer nodes on {host}:{port}: "
                             f"{exc.strerror or exc}") from None
-        log.info("%s listening for peer nodes on %s:%d", self.name, host, port)
+        log.info("%s listening for peer nodes on %s:%d%s", self.name, host, port, " (TLS)" if self._tls else "")
         for name in discovery.configured_nodes(self._dist):
             self._want(name, configured=True)
         await self._boot_sync()
@@ -179,6 +189,15 @@ class Node:
         if self._server is not None:
             await self._server.wait_closed()
         log.info("%s left the cluster", self.name)
+
+    def _tls_options(self, server_side: bool = False, server_hostname: str | None = None) -> dict[str, object]:
+        """asyncio's keyword arguments for a TLS listener or dialer; none without node.tls."""
+        if self._tls is None:
+            return {}
+        if server_side:
+            return {"ssl": self._tls.server, "ssl_handshake_timeout": self._handshake_timeout}
+        return {"ssl": self._tls.client, "server_hostname": server_hostname,
+                "ssl_handshake_timeout": self._handshake_timeout}
 
     def connected_nodes(self) -> list[str]:
         """The names of the peer nodes that are up, sorted."""
@@ -272,7 +291,8 @@ class Node:
         self._dialing.add(name)
         try:
             async with asyncio.timeout(self._handshake_timeout):
-                reader, writer = await asyncio.open_connection(host, port, local_addr=self._source)
+                reader, writer = await asyncio.open_connection(host, port, local_addr=self._source,
+                                                               **self._tls_options(server_hostname=host))
                 hs = Initiator(self._me, self._cookie, expect=name)
                 hs.send_name()
                 decoder = FrameDecoder()
@@ -284,6 +304,11 @@ class Node:
             # close(), not abort(): the peer should read why we refused it.
             assert writer is not None
             writer.close()
+        except ssl.SSLError as exc:
+            # The certificates or node.tls do not match: a misconfigured cluster.
+            failure, level = tls.describe_ssl_error(exc), logging.WARNING
+            if writer is not None:
+                writer.transport.abort()
         except OSError as exc:
             # TimeoutError is an OSError too: the connect or the handshake took too long.
             failure = (f"no complete handshake within {self._handshake_timeout:g} s" if isinstance(exc, TimeoutError)
@@ -344,7 +369,8 @@ class Node:
         decoder = FrameDecoder()
         try:
             async with asyncio.timeout(self._handshake_timeout):
-                info, early = await run_handshake(hs, reader, writer, decoder, lambda claim: self._admit(claim, hs))
+                info, early = await run_handshake(hs, reader, writer, decoder,
+                                                  lambda claim: self._admit(claim, hs, writer))
         except HandshakeError as exc:
             self._refused(address, peername[0], hs.peer, exc)
             # close(), not abort(): the peer should read why it was refused.
@@ -372,9 +398,13 @@ class Node:
         else:
             self._peer_up(info, reader, writer, decoder, early, "accepted")
 
-    def _admit(self, claim: PeerInfo, hs: Acceptor) -> Reason | None:
+    def _admit(self, claim: PeerInfo, hs: Acceptor, writer: asyncio.StreamWriter) -> Reason | None:
         if self._stopping:
             return Reason.NOT_ALLOWED
+        host = claim.name.partition("@")[2]
+        if self._tls is not None and not tls.names_host(writer.get_extra_info("peercert"), host):
+            raise hs.abort(HandshakeError(Reason.NOT_ALLOWED, f"its certificate does not name {host}, the "
+                                                              f"host of the name it claims"))
         if claim.hidden:
             return None
         name = claim.name

@@ -17,9 +17,11 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 from typing import Callable
 
 from server.cluster.framing import MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode
+from server.cluster.tls import describe_ssl_error
 from server.cluster.handshake import Acceptor, HandshakeError, Initiator, PeerInfo, Reason, State
 
 log = logging.getLogger("gossipy.cluster.peer")
@@ -69,6 +71,8 @@ async def run_handshake(hs: Initiator | Acceptor, reader: asyncio.StreamReader, 
         error = hs.abort(HandshakeError(Reason.MALFORMED, str(exc)))
     except HandshakeError as exc:
         error = exc
+    except ssl.SSLError as exc:  # node.tls: the peer refused our certificate after the TLS handshake
+        raise HandshakeError(Reason.CLOSED, f"in {hs.state.value}: {describe_ssl_error(exc)}") from None
     except OSError as exc:
         raise HandshakeError(Reason.CLOSED, f"connection lost in {hs.state.value} ({exc.__class__.__name__})") from None
     writer.write(hs.data_to_send())

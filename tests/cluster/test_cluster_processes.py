@@ -74,7 +74,7 @@ async def test_wrong_cookie_duplicate_name_and_garbage_are_refused_and_logged(tm
         assert await second.line(rf"refused connection from 127\.0\.0\.6:\d+ \(claims {node_name(2)}\): "
                                  rf"duplicate_name")
         assert await impostor.line("refused by the peer: duplicate_name")
-        assert await first.line(r"refused connection from 127\.0\.0\.1:\d+: malformed: frame length \d+ is outside")
+        assert await first.line(r"refused connection from 127\.0\.0\.1:\d+: malformed: TLS, not frames")
 
         assert wrong_cookie.connected() == [] and impostor.connected() == []
         await cluster.mesh(nodes)  # untouched

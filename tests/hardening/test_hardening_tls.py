@@ -1,0 +1,145 @@
+"""TLS for the peer streams (``node.tls``) between real node processes, with certificates of a
+CA the test makes with the openssl command (Debian's openssl package).
+
+The streams are TLS end to end (what a relay between the nodes sees is ciphertext); both ends
+present a certificate of the cluster's CA and it must name their host; the cookie handshake
+still runs inside; a node without TLS, or with another CA's certificate, or with a certificate
+for another host, is refused and the log says why; ``ping`` speaks TLS too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from node_processes import COOKIE, NodeProcess, NodeProcesses, address
+from phoenix_client import PhoenixClient
+from real_node import async_wait_until, run_node
+from requirements import need
+from tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.cluster
+
+TOPIC = "room:1"
+
+
+class Certificates:
+    """A CA (a key and a self-signed certificate) in ``folder``, and node certificates of it."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.openssl = need("openssl", "apt-get install openssl")
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert = folder / "ca.key", folder / "ca.pem"
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", self.key, "-out", self.cert, "-days", "2", "-subj", f"/CN={name}")
+
+    def node(self, host: str) -> dict[str, str]:
+        """node.tls for a node whose certificate names ``host`` (its subjectAltName)."""
+        key, csr, cert = (self.folder / f"{host}.{ext}" for ext in ("key", "csr", "pem"))
+        extensions = self.folder / f"{host}.ext"
+        extensions.write_text(f"subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\n"
+                              f"keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n")
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                  "-keyout", key, "-out", csr, "-subj", f"/CN=gossipy@{host}")
+        self._run("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key, "-CAcreateserial",
+                  "-out", cert, "-days", "2", "-extfile", extensions)
+        return {"certfile": str(cert), "keyfile": str(key), "cafile": str(self.cert)}
+
+    def _run(self, *args: object) -> None:
+        done = subprocess.run([self.openssl, *map(str, args)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+
+
+def tls_sections(tls: dict[str, str], bind: str | None = None) -> dict:
+    node: dict = {"tls": tls}
+    if bind:
+        node["dist_bind"] = bind
+    return {"node": node}
+
+
+async def joined(node: NodeProcess) -> PhoenixClient:
+    client = await PhoenixClient.connect(node.port, host=node.host, vsn="2.0.0")
+    assert (await client.join(TOPIC)).payload["status"] == "ok"
+    return client
+
+
+async def test_tls_nodes_mesh_their_streams_are_ciphertext_and_ping_speaks_tls(tmp_path) -> None:
+    ca = Certificates(tmp_path / "ca", "gossipy test CA")
+    async with NodeProcesses(tmp_path, addresses=range(2, 14)) as cluster:
+        port = cluster.dist_port
+        with TcpProxy((address(2), port), (address(12), port)) as to_a, \
+                TcpProxy((address(3), port), (address(13), port)) as to_b:
+            a, b = [cluster.spawn(i, sync=[2, 3], sections=tls_sections(ca.node(address(i)), address(10 + i)))
+                    for i in (2, 3)]
+            await async_wait_until(lambda: a.serving() and b.serving(), 15, "both nodes to serve")
+            await cluster.mesh([a, b])
+            ca_, cb = await joined(a), await joined(b)
+            secret_words = "the eagle lands at midnight"
+            await ca_.shout(TOPIC, {"message": secret_words})
+            await cb.receive_until(lambda f: f.event == "shout" and f.payload["message"] == secret_words)
+            captured = bytes(to_a.captured + to_b.captured)
+            assert captured[:1] == b"\x16"  # a TLS handshake record
+            for clear in (secret_words.encode(), COOKIE.encode(), b"gossipy@", b"room:1", b"challenge"):
+                assert clear not in captured, clear
+            asker = tmp_path / "ask.yml"
+            asker.write_text(yaml.safe_dump(a.config))
+            pinged = run_node("--config", str(asker), "ping")
+            assert (pinged.returncode, pinged.stdout) == (0, "pong\n"), pinged.stderr
+            for client in (ca_, cb):
+                client.close()
+        for node in (a, b):
+            assert node.has_line(r"listening for peer nodes on .* \(TLS\)")
+            node.assert_clean()
+            assert not node.warnings(), node.log()
+
+
+@pytest.mark.parametrize("case", ["no tls", "another CA", "another host's certificate"])
+async def test_a_node_without_the_clusters_certificate_is_refused_and_the_logs_say_why(tmp_path, case: str) -> None:
+    ca = Certificates(tmp_path / "ca", "gossipy test CA")
+    async with NodeProcesses(tmp_path) as cluster:
+        member = cluster.start(2, sync=[3], sections={**tls_sections(ca.node(address(2))),
+                                                      "kernel": {"sync_nodes_timeout": 0}})
+        if case == "no tls":
+            sections: dict = {}
+        elif case == "another CA":
+            sections = tls_sections(Certificates(tmp_path / "rogue", "a rogue CA").node(address(3)))
+        else:  # a real certificate of the cluster's CA, but for 127.0.0.9, used by 127.0.0.3
+            sections = tls_sections(ca.node(address(9)))
+        stranger = cluster.start(3, sync=[2], sections={**sections, "kernel": {"sync_nodes_timeout": 500}})
+        expected = {
+            # the stranger dials the member; the member's TLS dial of the stranger is refused too
+            "no tls": (r"cannot connect to gossipy@127\.0\.0\.2 .*closed",
+                       r"cannot connect to gossipy@127\.0\.0\.3 .*TLS: .*\(does the peer have node\.tls\?\)"),
+            "another CA": (r"cannot connect to gossipy@127\.0\.0\.2 .*TLS: the peer's certificate is not accepted",
+                           r"cannot connect to gossipy@127\.0\.0\.3 .*TLS: the peer's certificate is not accepted"),
+            "another host's certificate": (
+                r"cannot connect to gossipy@127\.0\.0\.2 .*refused by the peer: not_allowed",
+                r"cannot connect to gossipy@127\.0\.0\.3 .*TLS: the peer's certificate is not accepted "
+                r"\(IP address mismatch"),
+        }[case]
+        await stranger.line(expected[0], timeout=5)
+        await member.line(expected[1], timeout=8)
+        if case == "another host's certificate":
+            await member.line(r"refused connection from 127\.0\.0\.3:\d+ \(claims gossipy@127\.0\.0\.3\): not_allowed: "
+                              r"its certificate does not name 127\.0\.0\.3")
+        assert member.connected() == stranger.connected() == []
+        for node in (member, stranger):
+            node.assert_clean()
+
+
+def test_a_missing_certificate_file_stops_the_node_with_one_line(tmp_path) -> None:
+    config = tmp_path / "vm.yml"
+    config.write_text(yaml.safe_dump({
+        "node": {"name": "gossipy@127.0.0.2", "cookie": COOKIE,
+                 "tls": {"certfile": str(tmp_path / "none.pem"), "keyfile": str(tmp_path / "none.key"),
+                         "cafile": str(tmp_path / "none-ca.pem")}},
+        "endpoint": {"host": "127.0.0.2", "port": 0}}))
+    done = run_node("--config", str(config), "foreground", timeout=20)
+    assert done.returncode == 1
+    [error] = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if " ERROR " in line]
+    assert "node.tls.cafile" in error and "none-ca.pem: no such file" in error
+    assert "Traceback" not in done.stdout + done.stderr
