@@ -68,10 +68,6 @@ def assert_recent(shown: dict, within: float = 120.0) -> None:
     assert len(shown["shown"]) == 8 and shown["shown"].count(":") == 2, shown  # HH:MM:SS
 
 
-def cluster_nodes(page: Page) -> list[str]:
-    return page.eval("() => [...document.querySelectorAll('#cluster-nodes li')].map(li => li.dataset.node)")
-
-
 def wait_cluster(page: Page, nodes: list[str], timeout: float = 15.0) -> list[str]:
     """Waits until the cluster panel lists exactly ``nodes`` (this node first)."""
     return page.wait_for(
