@@ -46,10 +46,13 @@ def test_describe_shows_the_embedded_prod_settings_with_the_cookie_masked(
     assert distribution["sync_nodes_optional"] == ["gossipy@ws1", "gossipy@ws2"]
     assert distribution["sync_nodes_timeout_ms"] == 10000
     assert described["tmp_dir"] == str(node.tmp)
+    assert _embedded_cookie(prod_root) not in done.stdout + done.stderr
+
+
+def _embedded_cookie(prod_root: Path) -> str:
     embedded = (prod_root / "releases/0.0.1/vm.yml").read_text()
-    cookie = next(line.split(":", 1)[1].strip() for line in embedded.splitlines()
-                  if line.strip().startswith("cookie:"))
-    assert cookie not in done.stdout + done.stderr
+    return next(line.split(":", 1)[1].strip().strip('"') for line in embedded.splitlines()
+                if line.strip().startswith("cookie:"))
 
 
 def test_environment_variables_override_the_embedded_settings(
@@ -130,6 +133,12 @@ def test_start_ping_nodes_pid_restart_stop_of_a_two_node_cluster(
     assert wait_until(first.serving, 10, "the first node's HTTP port")
     log = first.tmp / "log" / "gossipy.log"
     assert "serving websockets" in log.read_text()
+    # the cookie is in no node's arguments (ps shows them to every user) and in no log line
+    cookie = _embedded_cookie(prod_root)
+    for node in (first, second):
+        arguments = Path(f"/proc/{node.run('pid').stdout.strip()}/cmdline").read_bytes()
+        assert b"--config" in arguments and cookie.encode() not in arguments
+        assert cookie not in (node.tmp / "log" / "gossipy.log").read_text()
 
     # ping goes to the node over its distribution channel, with the cookie
     wrong = first.run("ping", RELEASE_COOKIE="not-the-cookie-of-this-cluster")
