@@ -33,8 +33,12 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NODE_PART = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _MIN_PROD_COOKIE = 16
-_DEFAULT_LOOKING = re.compile(r"^(cookie|secret|changeme|change_me|gossipy|default|password|replace.*)$",
-                              re.IGNORECASE)
+# A cookie made of nothing but these words, digits and separators ("changemechangeme",
+# "my-cluster-secret-2024") is a placeholder or a guessable phrase, however long.
+_DEFAULT_LOOKING = re.compile(r"^(?:cookie|secret|change|me|my|the|this|gossipy|default|password|passwd|example|"
+                              r"test|cluster|erlang|node|replace\w*|[\d\W_])+$", re.IGNORECASE)
+# Fewer distinct characters than this ("aaaa...", "abab..."): not a random secret either.
+_MIN_DISTINCT = 8
 
 
 class SettingsError(ValueError):
@@ -442,6 +446,11 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
     return check_node_name(value, longnames, "node name"), longnames
 
 
+def _weak_cookie(cookie: str) -> bool:
+    return (len(cookie) < _MIN_PROD_COOKIE or len(set(cookie)) < _MIN_DISTINCT
+            or _DEFAULT_LOOKING.match(cookie) is not None)
+
+
 def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Document | None = None) -> Settings:
     """Builds Settings from a flat (already environment-merged) document and the environment."""
     doc = doc or Document("<settings>", dict(data), {})
@@ -477,10 +486,10 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         if not cookie_text:
             raise SettingsError(f"node {name} is distributed but has no cookie: set node.cookie "
                                 f"in vm.yml or {ENV_COOKIE}")
-        if environment == "prod" and (len(cookie_text) < _MIN_PROD_COOKIE or _DEFAULT_LOOKING.match(cookie_text)):
-            raise SettingsError(f"the prod cookie is too weak (empty, default-looking or under "
-                                f"{_MIN_PROD_COOKIE} characters); run `python build.py release.init --force` "
-                                f"for a fresh one, or set {ENV_COOKIE}")
+        if environment == "prod" and _weak_cookie(cookie_text):
+            raise SettingsError(f"the prod cookie is too weak (under {_MIN_PROD_COOKIE} characters, under "
+                                f"{_MIN_DISTINCT} different ones, or default-looking words); run "
+                                f"`python build.py release.init --force` for a fresh one, or set {ENV_COOKIE}")
     distribution = Distribution(
         node=name,
         longnames=longnames,
