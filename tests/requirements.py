@@ -4,10 +4,10 @@ Locally a test may skip when a tool is missing (say so, and move on). Under CI (
 it never skips: a missing tool is a broken machine or a broken ``.ci/run``, and a skipped test
 would hide exactly that, so it fails loudly instead.
 
-    from tests.requirements import need, require
+    from requirements import need, require     # tests/ is on sys.path; it is not a package
 
-    node = need("node")                                   # the path of the tool
-    require(docker_engine_up(), "no Docker engine answers on /var/run/docker.sock")
+    node = need("node")                        # the path of the tool
+    require(os.geteuid() == 0, "giving a folder to another user needs root")
 """
 
 from __future__ import annotations
