@@ -2,7 +2,8 @@
 
 Whatever the build machine's clock, umask, user and directory order were, an entry carries
 only its path, content, kind and executable bit: entries sorted by path, one fixed mtime,
-owner root (0/0, no names), modes 0755/0644, and a gzip header without a time or file name.
+owner root (0/0, no names), modes 0755/0644 (0600 for the files named private, such as the
+settings that hold the cookie), and a gzip header without a time or file name.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import stat
 import tarfile
 
 
-def _entry(path: str, arcname: str, mtime: int) -> tarfile.TarInfo:
+def _entry(path: str, arcname: str, mtime: int, private: bool) -> tarfile.TarInfo:
     st = os.lstat(path)
     info = tarfile.TarInfo(arcname)
     info.mtime = mtime
@@ -28,13 +29,14 @@ def _entry(path: str, arcname: str, mtime: int) -> tarfile.TarInfo:
         info.mode = 0o755
     else:
         info.size = st.st_size
-        info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+        info.mode = 0o755 if st.st_mode & 0o111 else 0o600 if private else 0o644
     return info
 
 
-def write_tarball(root: str, out: str, mtime: int) -> int:
+def write_tarball(root: str, out: str, mtime: int, private: frozenset[str] = frozenset()) -> int:
     """Packs everything under ``root`` (except ``out``) as paths relative to it, so that the
-    tarball unpacks into any folder as bin/, releases/, ...; returns the number of entries."""
+    tarball unpacks into any folder as bin/, releases/, ...; ``private`` relative paths are
+    readable by their owner only. Returns the number of entries."""
     paths = []
     for directory, dirs, files in os.walk(root):
         dirs.sort()
@@ -47,7 +49,8 @@ def write_tarball(root: str, out: str, mtime: int) -> int:
           gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
           tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar):
         for path in paths:
-            info = _entry(path, os.path.relpath(path, root), mtime)
+            arcname = os.path.relpath(path, root)
+            info = _entry(path, arcname, mtime, arcname in private)
             if info.isreg():
                 with open(path, "rb") as f:
                     tar.addfile(info, f)

@@ -104,7 +104,8 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
 
     step(f"embedding the {env} settings in {contract.settings}")
     embedded["release"] = {**release_section, "name": name, "version": project.version}
-    _write(os.path.join(root, contract.settings), _settings_text(embedded, env), 0o644)
+    # The settings hold the cookie: readable by the release's owner only.
+    _write(os.path.join(root, contract.settings), _settings_text(embedded, env), 0o600)
     _write(os.path.join(root, contract.contract), contract.to_json(), 0o644)
 
     step(f"writing bin/{name}")
@@ -112,7 +113,7 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
 
     step(f"packing {contract.tarball}")
     tarball = os.path.join(root, contract.tarball)
-    entries = archive.write_tarball(root, tarball, epoch)
+    entries = archive.write_tarball(root, tarball, epoch, private=frozenset({contract.settings}))
     size = os.path.getsize(tarball) / 1e6
     say(f"    {entries} entries, {size:.1f} MB")
     step.finish()

@@ -39,8 +39,10 @@ def test_the_tarball_unpacks_anywhere_with_fixed_owner_modes_and_times(prod_buil
     assert not any(n.startswith(("/", "..")) or n.endswith(".tar.gz") for n in names)
     assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
     assert len({m.mtime for m in members}) == 1
-    assert {m.mode for m in members if m.isfile()} == {0o644, 0o755}
+    assert {m.mode for m in members if m.isfile()} == {0o600, 0o644, 0o755}
     assert next(m for m in members if m.name == "bin/gossipy").mode == 0o755
+    # the settings hold the cookie
+    assert [m.name for m in members if m.mode == 0o600] == ["releases/0.0.1/vm.yml"]
     with gzip.open(prod_build.tarball) as gz:
         assert gz.read(1)  # a valid gzip stream
 
