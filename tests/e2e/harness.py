@@ -42,7 +42,10 @@ from phoenix_client import Closed, PhoenixClient  # noqa: E402  (tests/ is not a
 from requirements import missing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-TARBALL = Path("_build/prod/rel/gossipy/releases/0.0.1/gossipy.tar.gz")
+sys.path.insert(0, str(REPO))
+from release.project import read_project  # noqa: E402
+
+TARBALL = Path(f"_build/prod/rel/gossipy/releases/{read_project(str(REPO)).version}/gossipy.tar.gz")
 HOST_PORTS = {"ws1": 4001, "ws2": 4002, "ws3": 4003}
 TOPIC = "room:1"
 PROJECT_LABEL = "com.docker.compose.project"

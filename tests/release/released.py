@@ -15,9 +15,10 @@ import urllib.request
 from pathlib import Path
 
 from real_node import free_port
+from release.project import read_project
 
 REPO = Path(__file__).resolve().parents[2]
-VERSION = "0.0.1"
+VERSION = read_project(str(REPO)).version
 TARBALL = Path(f"_build/prod/rel/gossipy/releases/{VERSION}/gossipy.tar.gz")
 # What bin/gossipy calls besides sh builtins (and ldd, which the PEX asks whether the libc is
 # musl; Debian's libc-bin has it): a PATH of just these has no python at all.
