@@ -256,6 +256,18 @@ def test_push_on_a_topic_not_joined_is_unmatched_with_null_join_ref(serializer: 
     assert record.levelno == logging.WARNING and record.exc_info is None
 
 
+def test_a_client_repeating_a_mistake_is_logged_once_per_kind_with_long_names_cut(
+        caplog: pytest.LogCaptureFixture) -> None:
+    peer = Peer(V2)
+    long_topic = "never:" + "x" * 10_000
+    for ref in range(50):
+        assert peer.send(None, str(ref), long_topic, "shout")[0].payload["status"] == "error"
+        assert peer.send(None, str(ref), "room:1", "shout", [ref])[0].payload["status"] == "error"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert all(len(w) < 300 and "repeats on this socket are not logged" in w for w in warnings)
+
+
 def test_stale_join_ref_is_dropped_silently() -> None:
     peer = Peer(V2)
     listener = Peer(V2, peer.pubsub)

@@ -53,7 +53,7 @@ class Router:
 
 
 class PhoenixSocket:
-    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels", "_over_limit")
+    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels", "_mistakes_logged")
 
     def __init__(self, transport: Transport, serializer: Serializer, router: Router,
                  pubsub: PubSub, max_channels: int, peer: str) -> None:
@@ -64,7 +64,7 @@ class PhoenixSocket:
         self.max_channels = max_channels
         self.peer = peer
         self.channels: dict[str, Channel] = {}
-        self._over_limit = False
+        self._mistakes_logged: set[str] = set()
 
     # ---- inbound -------------------------------------------------------------------------------
 
@@ -78,8 +78,8 @@ class PhoenixSocket:
             self.transport.close(CLOSE_SERVER_ERROR, "bad frame")
             return
         if not isinstance(message.payload, dict):
-            log.warning("refusing %s on %s from %s: payload is not an object",
-                        message.event, message.topic, self.peer)
+            self._mistake("payload", "refusing %.80r on %.80r from %s: payload is not an object",
+                          message.event, message.topic, self.peer)
             self._reply(message, None, "error", {"reason": "payload must be an object"})
             return
         if message.topic == wire.HEARTBEAT_TOPIC and message.event == wire.HEARTBEAT:
@@ -109,10 +109,8 @@ class PhoenixSocket:
             self._unmatched(message)
             return
         if existing is None and len(self.channels) >= self.max_channels:
-            if not self._over_limit:  # one line per socket, however many joins it tries
-                self._over_limit = True
-                log.warning("refusing join of %s from %s: over %d channels (further refusals on this "
-                            "socket are not logged)", message.topic, self.peer, self.max_channels)
+            self._mistake("channels", "refusing join of %.80r from %s: over %d channels",
+                          message.topic, self.peer, self.max_channels)
             self._reply(message, message.join_ref, "error", {"reason": "too many channels joined"})
             return
         if existing is not None:
@@ -138,7 +136,7 @@ class PhoenixSocket:
         try:
             result = channel.handle_in(message.event, message.payload)
         except UnhandledEvent as exc:
-            log.warning("channel on %s crashed for %s: %s", channel.topic, self.peer, exc)
+            self._mistake("event", "channel on %.80r crashed for %s: %.120s", channel.topic, self.peer, exc)
             self._crash(channel)
             return
         except Exception:
@@ -154,8 +152,16 @@ class PhoenixSocket:
         self._send(Message(channel.join_ref, channel.join_ref, channel.topic, wire.ERROR, {}))
 
     def _unmatched(self, message: Message) -> None:
-        log.warning("ignoring unmatched topic %r (event %r) from %s", message.topic, message.event, self.peer)
+        self._mistake("topic", "ignoring unmatched topic %.80r (event %.80r) from %s",
+                      message.topic, message.event, self.peer)
         self._reply(message, None, "error", {"reason": "unmatched topic"})
+
+    def _mistake(self, kind: str, fmt: str, *args: Any) -> None:
+        """Logs a client's mistake once per kind per socket: enough to debug the client, and
+        no way for one client to flood the log by repeating it."""
+        if kind not in self._mistakes_logged:
+            self._mistakes_logged.add(kind)
+            log.warning(fmt + " (repeats on this socket are not logged)", *args)
 
     def _reply(self, message: Message, join_ref: Any, status: str, response: Any) -> None:
         self._send(wire.reply(join_ref, message.ref, message.topic, status, response))
