@@ -74,10 +74,17 @@ def fanout_table(records: list[dict[str, Any]]) -> str:
                      srv["cpu_us_per_delivery"],
                      f"{srv['system_share']:.0%}" if srv.get("system_share") is not None else None,
                      f"{srv['cpu_fraction']:.0%}", srv["rss_mb"],
-                     f"{r['generator']['cpu_fraction']:.0%}" + (" (saturated)" if r.get("generator_saturated") else "")])
+                     f"{r['generator']['cpu_fraction']:.0%}" + (" (saturated)" if r.get("generator_saturated") else ""),
+                     _others(r)])
     return _table(["system", "workload", "offered/s", "delivered/s", "lost", "dup", "out of order",
                    "p50 ms", "p90 ms", "p99 ms", "max ms", "server CPU µs/delivery", "of it in the kernel", "server CPU",
-                   "server RSS MB", "generator CPU"], rows)
+                   "server RSS MB", "generator CPU", "other work on server core"], rows)
+
+
+def _others(record: dict[str, Any]) -> str | None:
+    """How busy the servers' core was with other processes' work during the step."""
+    core = (record.get("other_load") or {}).get("server_core")
+    return f"{core['others'] + core['steal']:.0%}" if core else None
 
 
 def sustained_table(records: list[dict[str, Any]]) -> str:

@@ -130,6 +130,8 @@ function receive(client, data) {
   if (q < r.lastSeq[pair]) r.outOfOrder += 1; else r.lastSeq[pair] = q;
   const latency = now - p.t / 1000;
   if (r.nLatency < r.latency.length) r.latency[r.nLatency++] = latency;
+  const shout = s * r.perSender + q;
+  if (latency > r.worstOfShout[shout]) r.worstOfShout[shout] = latency;
   if (latency > 1000) r.over1s += 1;
   r.delivered += 1;
   r.lastReceipt = now;
@@ -234,6 +236,7 @@ async function cmdRun(msg) {
   const r = {
     step: msg.step, senders, perSender, clients: nClients, roomSize, position, roomOfSender,
     seen: new Uint8Array(senders * perSender * roomSize),
+    worstOfShout: new Float64Array(senders * perSender),
     lastSeq: new Int32Array(senders * roomSize).fill(-1),
     latency: new Float64Array(maxLatency), nLatency: 0,
     delivered: 0, duplicates: 0, outOfOrder: 0, badFrames: 0, misrouted: 0, over1s: 0, disconnects: 0,
@@ -327,6 +330,11 @@ async function cmdRun(msg) {
     }
   }
 
+  // The slowest shouts (by their last delivery): with few shouts, each reaching many clients,
+  // one slow shout sets the p99, and when it was sent tells warm-up from a stall.
+  const slowest = Array.from(r.worstOfShout.keys()).sort((a, b) => r.worstOfShout[b] - r.worstOfShout[a]).slice(0, 3)
+    .map((i) => { const s = Math.floor(i / perSender), q = i % perSender, nth = q * senders + s;
+                  return { nth, at_s: round(nth / rate, 3), worst_ms: round(r.worstOfShout[i]) }; });
   const n = r.nLatency;
   const lat = r.latency.subarray(0, n).sort();
   const wall = (tEnd - t0) / 1000;
@@ -344,7 +352,7 @@ async function cmdRun(msg) {
       p99: round(percentile(lat, n, 99)), max: round(n ? lat[n - 1] : null),
       mean: round(n ? lat.reduce((a, b) => a + b, 0) / n : null),
     },
-    over_1s: r.over1s,
+    over_1s: r.over1s, slowest_shouts: slowest,
     send_seconds: round((tSent - t0) / 1000), wall_seconds: round(wall),
     send_slip_max_ms: round(sendSlipMax),
     generator: {
