@@ -478,6 +478,29 @@ class Bench:
         return 0 if not any(r["workload"] == "error" for r in self.records) else 1
 
 
+def ensure_dependencies(args: argparse.Namespace) -> None:
+    """Installs what this run needs and the machine lacks: the bench-only Python packages
+    (bench/requirements.txt) and, for the Redis way, Debian's redis-server (as root)."""
+    import importlib.util
+
+    wanted = ["matplotlib"] + (["redis", "hiredis"] if "redis" in args.systems else [])
+    missing = [m for m in wanted if importlib.util.find_spec(m) is None]
+    if args.profile and shutil.which("py-spy") is None:
+        missing.append("py-spy")
+    if missing:
+        log(f"installing the bench-only packages ({', '.join(missing)} missing): pip install -r bench/requirements.txt")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", os.path.join(HERE, "requirements.txt")],
+                       check=True, timeout=600)
+    if "redis" in args.systems and shutil.which("redis-server") is None:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise SystemExit("redis-server is missing: apt-get install redis-server (Debian), or --systems single,gossipy")
+        log("installing Debian's redis-server (apt-get install redis-server)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=True, timeout=600, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"],
+                       check=True, timeout=600, env=env)
+
+
 def _disturbance(record: dict[str, Any]) -> float:
     return sum(v["others"] + v["steal"] for v in (record.get("other_load") or {}).values() if v)
 
@@ -592,6 +615,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    ensure_dependencies(args)
     return Bench(args).run()
 
 
