@@ -11,8 +11,8 @@ use ``async with``, so their clients keep being served while the nodes stop)::
 
     async with NodeProcesses(tmp_path) as cluster:
         a, b, c = cluster.start_many([2, 3, 4])      # each lists all three
-        cluster.wait_for_mesh([a, b, c])
-        client = await PhoenixClient.connect(a.port, host=a.host)
+        await cluster.async_wait_for_mesh([a, b, c])  # wait_for_mesh in a plain test
+        client = await join_room(a)                   # tests/phoenix_client.py
         a.kill()                                      # SIGKILL
         a = cluster.restart(a)                        # same settings, a new PID
 
@@ -48,14 +48,18 @@ def node_name(i: int) -> str:
     return f"gossipy@{address(i)}"
 
 
-def established_streams(port: int) -> collections.Counter[frozenset[str]]:
-    """Established TCP streams to ``port`` on this machine, counted per pair of addresses
-    (nodes dial from the address they listen on, so an address names a node)."""
+def established_streams(port: int, among: Iterable[str]) -> collections.Counter[frozenset[str]]:
+    """Established TCP streams to ``port`` between two of the addresses ``among`` (a test's
+    nodes), counted per pair of addresses (nodes dial from the address they listen on, so an
+    address names a node). Other sockets on the machine that happen to use the same port number
+    (another test run's client, say, on 127.0.0.1) are not counted."""
+    among = set(among)
     pairs: collections.Counter[frozenset[str]] = collections.Counter()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         (local_ip, local_port), (remote_ip, _) = (_endpoint(fields[1]), _endpoint(fields[2]))
-        if fields[3] == "01" and local_port == port:  # ESTABLISHED, the accepting side's socket
+        # ESTABLISHED, the accepting side's socket, both ends the test's own
+        if fields[3] == "01" and local_port == port and {local_ip, remote_ip} <= among:
             pairs[frozenset((local_ip, remote_ip))] += 1
     return pairs
 
@@ -201,7 +205,7 @@ class NodeProcesses:
         """Until every node in ``nodes`` is connected to exactly the others."""
         wait_until(lambda: self._meshed(nodes), timeout, f"a full mesh of {[n.name for n in nodes]}")
 
-    async def mesh(self, nodes: list[NodeProcess], timeout: float = 5.0) -> None:
+    async def async_wait_for_mesh(self, nodes: list[NodeProcess], timeout: float = 5.0) -> None:
         """``wait_for_mesh`` for async tests (the event loop keeps running)."""
         await async_wait_until(lambda: self._meshed(nodes), timeout, f"a full mesh of {[n.name for n in nodes]}")
 

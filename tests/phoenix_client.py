@@ -2,7 +2,8 @@
 client), speaking V1 (objects, the article's page) or V2 (arrays, phoenix.js).
 
 Frames come back as ``Frame`` values whatever the version, with the raw text kept for tests
-that check the exact bytes.
+that check the exact bytes. ``join_room`` and ``assert_shout_reaches`` are the chat steps the
+node, cluster, hardening and e2e tests share: clients join a room, a shout reaches everyone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import socket
 import struct
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol
 
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
@@ -36,10 +37,17 @@ class Closed(Exception):
         self.reason = reason
 
 
+TOPIC = "room:1"
+JOIN_OK = {"status": "ok", "response": {}}
+
+
 class PhoenixClient:
-    def __init__(self, conn: WebSocketClientConnection, vsn: str | None) -> None:
+    def __init__(self, conn: WebSocketClientConnection, vsn: str | None,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.conn = conn
         self.vsn = vsn
+        self.host = host
+        self.port = port
         self._refs = itertools.count(1)
         self.join_refs: dict[str, str] = {}
 
@@ -50,7 +58,7 @@ class PhoenixClient:
         request = HTTPRequest(f"ws://{host}:{port}/socket/websocket{query}", headers=headers or {},
                               connect_timeout=timeout, request_timeout=timeout)
         conn = await asyncio.wait_for(websocket_connect(request), timeout)
-        return cls(conn, vsn)
+        return cls(conn, vsn, host, port)
 
     @property
     def v2(self) -> bool:
@@ -128,6 +136,44 @@ class PhoenixClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class Serving(Protocol):
+    """What serves websockets: a test node (real_node.Node, node_processes.NodeProcess)."""
+    host: str
+    port: int
+
+
+async def join_room(at: Serving | int, vsn: str | None = None, topic: str = TOPIC,
+                    **connect: Any) -> PhoenixClient:
+    """A client connected to ``at`` (a node, or a port on 127.0.0.1; ``connect``: headers,
+    timeout), joined to ``topic``: the reply is ok (with an empty response), on that topic."""
+    host, port = ("127.0.0.1", at) if isinstance(at, int) else (at.host, at.port)
+    client = await PhoenixClient.connect(port, host=host, vsn=vsn, **connect)
+    reply = await client.join(topic)
+    where = f"join on {host}:{port}: {reply.raw}"
+    assert (reply.event, reply.topic, reply.payload) == ("phx_reply", topic, JOIN_OK), where
+    assert reply.ref is not None, where
+    return client
+
+
+async def assert_shout_reaches(sender: PhoenixClient, receivers: list[PhoenixClient], message: str,
+                               topic: str = TOPIC, timeout: float = 5.0) -> None:
+    """``sender`` shouts ``{"message": message}`` on ``topic``; every receiver (list the sender
+    too) gets it as a broadcast (no ref, no join_ref). Frames before it are skipped. The
+    receivers wait together; a failure names every one that missed it."""
+    await sender.shout(topic, {"message": message})
+
+    async def one(client: PhoenixClient) -> None:
+        frame = await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message},
+                                           timeout)
+        assert (frame.join_ref, frame.ref, frame.topic) == (None, None, topic), \
+            f"on {client.host}:{client.port}: {frame.raw}"
+
+    results = await asyncio.gather(*(one(c) for c in receivers), return_exceptions=True)
+    failed = [(f"{c.host}:{c.port}", r) for c, r in zip(receivers, results) if isinstance(r, BaseException)]
+    assert not failed, (f"shout {message!r} from {sender.host}:{sender.port} did not reach every client: "
+                        f"{failed}")
 
 
 def upgrade_request(host: str, port: int, path: str = "/socket/websocket") -> bytes:

@@ -5,6 +5,10 @@
 the settings a test changes, and returns once it serves. Everything the node logs goes to a
 file, so tests assert on log lines. Nodes are signalled by PID only.
 
+Waiting helpers come in pairs of one name: ``wait_until`` / ``wait_for_line`` block (for
+plain tests), ``async_wait_until`` / ``async_wait_for_line`` await (for async tests: the event
+loop, and the test's clients, keep running). node_processes.py follows the same rule.
+
 Import from here, not from ``conftest`` (several conftest.py files share that module name).
 """
 
@@ -87,7 +91,7 @@ class Node:
     def wait_for_line(self, pattern: str, timeout: float = 5.0) -> str:
         return wait_until(lambda: self.has_line(pattern), timeout, f"a log line matching {pattern!r}")
 
-    async def line(self, pattern: str, timeout: float = 5.0) -> str:
+    async def async_wait_for_line(self, pattern: str, timeout: float = 5.0) -> str:
         return await async_wait_until(lambda: self.has_line(pattern), timeout,
                                       f"a log line matching {pattern!r}")
 

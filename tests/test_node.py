@@ -19,25 +19,10 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from real_node import Node, run_node
-from phoenix_client import PhoenixClient, RawWebSocket
+from phoenix_client import PhoenixClient, RawWebSocket, assert_shout_reaches, join_room
 from recorded import RECORDED_V1, RECORDED_V2
 
 VSNS = pytest.mark.parametrize("vsn", [None, "2.0.0"], ids=["v1", "v2"])
-
-
-async def joined(node: Node, vsn: str | None = None, topic: str = "room:1", **kwargs) -> PhoenixClient:
-    client = await PhoenixClient.connect(node.port, vsn=vsn, **kwargs)
-    reply = await client.join(topic)
-    assert reply.payload == {"status": "ok", "response": {}}, reply.raw
-    return client
-
-
-async def shout_reaches(sender: PhoenixClient, receivers: list[PhoenixClient], message: str) -> None:
-    """``sender`` shouts on room:1 and every receiver (the sender included) gets the broadcast."""
-    await sender.shout("room:1", {"message": message})
-    for client in receivers:
-        frame = await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message})
-        assert (frame.join_ref, frame.ref, frame.topic) == (None, None, "room:1")
 
 
 # ---- the article's flow ----------------------------------------------------------------------
@@ -88,7 +73,7 @@ async def test_unknown_vsn_is_refused_with_403(node: Node) -> None:
     with pytest.raises(HTTPClientError) as refused:
         await PhoenixClient.connect(node.port, vsn="3.0.0")
     assert refused.value.code == 403
-    await node.line(r"WARNING .*unknown vsn '3.0.0'")
+    await node.async_wait_for_line(r"WARNING .*unknown vsn '3.0.0'")
 
 
 def test_get_without_upgrade_is_400(node: Node) -> None:
@@ -102,28 +87,28 @@ async def test_check_origin_refuses_another_host_by_default(node: Node, origin: 
     with pytest.raises(HTTPClientError) as refused:
         await PhoenixClient.connect(node.port, headers={"Origin": origin})
     assert refused.value.code == 403
-    await node.line(r"WARNING .*origin .* not allowed")
+    await node.async_wait_for_line(r"WARNING .*origin .* not allowed")
 
 
 @pytest.mark.parametrize("headers", [{"Origin": "http://127.0.0.1:1234"}, {"Origin": "https://127.0.0.1"}, {}],
                          ids=["same-host-other-port", "same-host-https", "no-origin"])
 async def test_check_origin_allows_the_same_host_and_no_origin(node: Node, headers: dict[str, str]) -> None:
-    client = await joined(node, headers=headers)
-    await shout_reaches(client, [client], "ok")
+    client = await join_room(node, headers=headers)
+    await assert_shout_reaches(client, [client], "ok")
     client.close()
 
 
 async def test_check_origin_false_allows_any_origin(start_node: Callable[..., Node]) -> None:
     node = start_node(endpoint={"check_origin": False})
-    client = await joined(node, headers={"Origin": "http://evil.example"})
-    await shout_reaches(client, [client], "anyone")
+    client = await join_room(node, headers={"Origin": "http://evil.example"})
+    await assert_shout_reaches(client, [client], "anyone")
     client.close()
 
 
 async def test_check_origin_list_allows_only_the_listed_origins(start_node: Callable[..., Node]) -> None:
     node = start_node(endpoint={"check_origin": ["//chat.example", "https://other.example:8443"]})
     for allowed in ("http://chat.example", "https://chat.example:9", "https://other.example:8443"):
-        (await joined(node, headers={"Origin": allowed})).close()
+        (await join_room(node, headers={"Origin": allowed})).close()
     for refused in ("http://127.0.0.1", "https://other.example", "http://other.example:8443"):
         with pytest.raises(HTTPClientError) as answer:
             await PhoenixClient.connect(node.port, headers={"Origin": refused})
@@ -159,19 +144,19 @@ async def test_idle_socket_is_closed_after_the_server_timeout(start_node: Callab
     assert not beating.done(), beating
     beating.cancel()
     lively.close()
-    await node.line(r"INFO .*idle")
+    await node.async_wait_for_line(r"INFO .*idle")
 
 
 @VSNS
 async def test_oversized_frame_closes_1009_and_others_carry_on(start_node: Callable[..., Node],
                                                                vsn: str | None) -> None:
     node = start_node(endpoint={"max_frame_size": 1024})
-    big, other = await joined(node, vsn), await joined(node, vsn)
+    big, other = await join_room(node, vsn), await join_room(node, vsn)
     await big.shout("room:1", {"message": "x" * 2000})
     assert await big.expect_close() == 1009
-    await shout_reaches(other, [other], "still here")
+    await assert_shout_reaches(other, [other], "still here")
     other.close()
-    await node.line(r"WARNING .*(too big|oversized|1009|max_frame_size)")
+    await node.async_wait_for_line(r"WARNING .*(too big|oversized|1009|max_frame_size)")
     node.assert_clean()
 
 
@@ -179,10 +164,10 @@ async def test_oversized_frame_closes_1009_and_others_carry_on(start_node: Calla
 @pytest.mark.parametrize("data", ["not JSON", '{"foo":1}', '["1","1","room:1"]', "[]"],
                          ids=["not-json", "wrong-object", "short-array", "empty-array"])
 async def test_bad_frame_closes_1011_with_a_one_line_warning(node: Node, vsn: str | None, data: str) -> None:
-    bad, other = await joined(node, vsn), await joined(node, vsn)
+    bad, other = await join_room(node, vsn), await join_room(node, vsn)
     await bad.send_raw(data)
     assert await bad.expect_close() == 1011
-    await shout_reaches(other, [other], "carry on")
+    await assert_shout_reaches(other, [other], "carry on")
     other.close()
     [warning] = node.warnings()
     assert "bad frame" in warning
@@ -191,11 +176,11 @@ async def test_bad_frame_closes_1011_with_a_one_line_warning(node: Node, vsn: st
 
 @VSNS
 async def test_non_object_payload_gets_an_error_reply_not_a_close(node: Node, vsn: str | None) -> None:
-    client = await joined(node, vsn)
+    client = await join_room(node, vsn)
     ref = await client.push("room:1", "shout", [1, 2])
     answer = await client.reply_to(ref)
     assert answer.payload["status"] == "error"
-    await shout_reaches(client, [client], "still joined")
+    await assert_shout_reaches(client, [client], "still joined")
     client.close()
     [warning] = node.warnings()
     assert "not an object" in warning
@@ -203,13 +188,13 @@ async def test_non_object_payload_gets_an_error_reply_not_a_close(node: Node, vs
 
 
 async def test_binary_frame_on_v2_closes_the_socket(node: Node) -> None:
-    client, other = await joined(node, "2.0.0"), await joined(node, "2.0.0")
+    client, other = await join_room(node, "2.0.0"), await join_room(node, "2.0.0")
     await client.send_raw(b'["1","2","room:1","shout",{"message":"bin"}]')
     assert await client.expect_close() == 1003
-    await shout_reaches(other, [other], "text is fine")
+    await assert_shout_reaches(other, [other], "text is fine")
     await other.assert_silent(0.1)  # the binary shout was not broadcast
     other.close()
-    await node.line(r"WARNING .*binary")
+    await node.async_wait_for_line(r"WARNING .*binary")
     node.assert_clean()
 
 
@@ -219,7 +204,7 @@ async def test_channel_limit_over_a_real_socket(start_node: Callable[..., Node])
     assert [(await client.join(f"room:{n}")).payload["status"] for n in (1, 2)] == ["ok", "ok"]
     refused = await client.join("room:3")
     assert refused.payload == {"status": "error", "response": {"reason": "too many channels joined"}}
-    await shout_reaches(client, [client], "still two")
+    await assert_shout_reaches(client, [client], "still two")
     client.close()
 
 
@@ -227,20 +212,20 @@ async def test_slow_consumer_is_dropped_and_the_others_carry_on(start_node: Call
     node = start_node(endpoint={"outbound_buffer": 64 * 1024})
     stalled = RawWebSocket.connect(node.port, receive_buffer=4096)
     stalled.send_text('{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}')
-    await node.line(r"JOIN room:1")  # joined; from here on it never reads
-    shouter, listener = await joined(node, "2.0.0"), await joined(node)
+    await node.async_wait_for_line(r"JOIN room:1")  # joined; from here on it never reads
+    shouter, listener = await join_room(node, "2.0.0"), await join_room(node)
     big = "x" * 30_000
     for n in range(400):
-        await shout_reaches(shouter, [shouter, listener], f"{n} {big}")
+        await assert_shout_reaches(shouter, [shouter, listener], f"{n} {big}")
         if node.has_line("slow consumer"):
             break
-    warning = await node.line(r"WARNING .*dropping socket .*slow consumer", timeout=1)
+    warning = await node.async_wait_for_line(r"WARNING .*dropping socket .*slow consumer", timeout=1)
     assert "65536" in warning
     # the node cut it off: after whatever the kernel buffered, the connection ends
     drained = await asyncio.get_running_loop().run_in_executor(None, stalled.drain_until_eof)
     assert drained < 8 * 1024 * 1024
     stalled.close()
-    await shout_reaches(listener, [shouter, listener], "after the drop")
+    await assert_shout_reaches(listener, [shouter, listener], "after the drop")
     shouter.close()
     listener.close()
     node.assert_clean()
@@ -250,7 +235,7 @@ async def test_slow_consumer_is_dropped_and_the_others_carry_on(start_node: Call
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_sigterm_closes_websockets_with_1001_and_exits_0(node: Node, sig: int) -> None:
-    clients = [await joined(node), await joined(node, "2.0.0")]
+    clients = [await join_room(node), await join_room(node, "2.0.0")]
     node.send_signal(sig)
     assert [await c.expect_close() for c in clients] == [1001, 1001]
     assert await node.exit_status() == 0
@@ -262,8 +247,8 @@ async def test_runs_on_embedded_defaults_and_port_comes_from_the_environment(
         start_node: Callable[..., Node]) -> None:
     node = start_node(config=False)  # no --config at all; PORT=0 picks a free port
     assert node.has_line(r"serving websockets on 0\.0\.0\.0:\d+ \(not distributed\)")
-    client = await joined(node)
-    await shout_reaches(client, [client], "defaults")
+    client = await join_room(node)
+    await assert_shout_reaches(client, [client], "defaults")
     client.close()
     overridden = start_node(endpoint={"port": 1})
     assert overridden.port != 1  # PORT wins over vm.yml

@@ -5,9 +5,9 @@ PID at the end) and sends it one JSON request per line; ``Page`` wraps the page-
 A call that fails in the browser raises ``BrowserError`` with the driver's message; a call
 that gets no answer within its timeout raises too, instead of hanging the suite.
 
-Also here, for the tests: ``LoadBalancer`` (a TCP forwarder that can be pointed at another
-node, as a load balancer would after a node dies) and ``StaticSite`` (a tiny static web
-server on another loopback address: a foreign origin for the check_origin test).
+Also here, for the tests: ``StaticSite`` (a tiny static web server on another loopback
+address: a foreign origin for the check_origin test). The load balancer in front of a node is
+tests/tcp_proxy.py's ``TcpProxy``; waiting for a condition is tests/real_node.py's ``wait_until``.
 """
 
 from __future__ import annotations
@@ -19,33 +19,17 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DRIVER = Path(__file__).resolve().parents[1] / "js" / "browser_driver.mjs"
 
 
 class BrowserError(AssertionError):
     pass
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Polls ``condition`` (exceptions count as not yet) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except Exception as exc:  # a node not answering yet, say
-            last, result = exc, None
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f" (last error: {last})" if last else ""))
 
 
 class Browser:
@@ -175,89 +159,6 @@ class Page:
 
     def close(self) -> None:
         self._call("close")
-
-
-class LoadBalancer:
-    """A TCP forwarder on 127.0.0.1: each new connection goes to the current target.
-
-    ``point_at(port, host)`` changes the target for new connections, as a load balancer does
-    once a health check fails; connections already open stay where they are (until their node
-    dies). A connection that cannot reach its target is closed at once (the browser sees a
-    drop). ``blackhole()`` makes the open connections lose every byte from then on without
-    closing them: a network path that died silently.
-    """
-
-    def __init__(self, target: int, target_host: str = "127.0.0.1") -> None:
-        self.target = (target_host, target)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: set[socket.socket] = set()
-        self._blackholed: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, name=f"lb-{self.port}", daemon=True).start()
-
-    def point_at(self, port: int, host: str = "127.0.0.1") -> None:
-        self.target = (host, port)
-
-    def blackhole(self) -> None:
-        with self._lock:
-            self._blackholed.update(self._sockets)
-
-    def _track(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.add(sock)
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        self._track(client)
-        try:
-            upstream = socket.create_connection(self.target, timeout=2)
-        except OSError:
-            self._close(client)
-            return
-        upstream.settimeout(None)
-        self._track(upstream)
-        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-        self._pump(client, upstream)
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if source not in self._blackholed:
-                    sink.sendall(data)
-        except OSError:
-            pass
-        self._close(source)
-        self._close(sink)
-
-    def _close(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.discard(sock)
-            self._blackholed.discard(sock)
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sock.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            self._close(sock)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

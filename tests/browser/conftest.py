@@ -14,9 +14,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from .browser_bridge import Browser, LoadBalancer, Page, StaticSite
+from .browser_bridge import Browser, Page, StaticSite
 from node_processes import NodeProcess, NodeProcesses
 from requirements import need
+from tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "server" / "static"
@@ -97,13 +98,13 @@ def pages(chromium_browser: Browser, request: pytest.FixtureRequest) -> Iterator
 
 
 @pytest.fixture
-def load_balancer() -> Iterator[Callable[..., LoadBalancer]]:
-    """A factory: ``load_balancer(port, host)`` -> a ``LoadBalancer`` on 127.0.0.1 in front of
-    that node."""
-    made: list[LoadBalancer] = []
+def load_balancer() -> Iterator[Callable[..., TcpProxy]]:
+    """A factory: ``load_balancer(port, host)`` -> a ``TcpProxy`` on a free port of 127.0.0.1
+    in front of that node (``point_at`` another node, ``blackhole`` the open connections)."""
+    made: list[TcpProxy] = []
 
-    def make(target: int, target_host: str = "127.0.0.1") -> LoadBalancer:
-        made.append(LoadBalancer(target, target_host))
+    def make(target: int, target_host: str = "127.0.0.1") -> TcpProxy:
+        made.append(TcpProxy(("127.0.0.1", 0), (target_host, target)).start())
         return made[-1]
 
     yield make

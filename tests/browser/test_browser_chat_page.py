@@ -11,7 +11,7 @@ import json
 import pytest
 
 from . import chat_page
-from .browser_bridge import wait_until
+from real_node import wait_until
 
 
 @pytest.mark.browser
@@ -54,7 +54,7 @@ def test_two_nodes_chat_and_a_page_survives_losing_its_node(cluster, pages, load
 
     # The load balancer sends new connections to the surviving node; the page recovers by
     # itself, rejoins its room there, and says where it is now.
-    lb.point_at(a.port, a.host)
+    lb.point_at((a.host, a.port))
     chat_page.wait_state(bob, "joined", timeout=10)
     assert not bob.visible("#banner")
     chat_page.wait_cluster(bob, [a.name], timeout=15)

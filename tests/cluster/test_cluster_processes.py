@@ -13,28 +13,12 @@ from datetime import datetime
 import pytest
 import yaml
 
-from node_processes import COOKIE, NodeProcess, NodeProcesses, address, established_streams, node_name
-from phoenix_client import PhoenixClient
+from node_processes import COOKIE, NodeProcesses, address, established_streams, node_name
+from phoenix_client import TOPIC, PhoenixClient, assert_shout_reaches, join_room
 from real_node import run_node
 from server.cluster.framing import FrameType, encode_json
 
 pytestmark = pytest.mark.cluster
-
-TOPIC = "room:1"
-
-
-async def joined(node: NodeProcess, vsn: str | None = None) -> PhoenixClient:
-    client = await PhoenixClient.connect(node.port, host=node.host, vsn=vsn)
-    reply = await client.join(TOPIC)
-    assert reply.payload["status"] == "ok", reply.raw
-    return client
-
-
-async def reaches(sender: PhoenixClient, receivers: list[PhoenixClient], message: str, timeout: float = 5.0) -> None:
-    """``sender`` shouts ``message``; every receiver gets it."""
-    await sender.shout(TOPIC, {"message": message})
-    for client in receivers:
-        await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message}, timeout)
 
 
 def logged_at(line: str) -> datetime:
@@ -44,10 +28,10 @@ def logged_at(line: str) -> datetime:
 async def test_a_shout_on_each_node_reaches_clients_on_all_three(tmp_path) -> None:
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
-        clients = [await joined(node, vsn) for node in nodes for vsn in (None, "2.0.0")]
+        await cluster.async_wait_for_mesh(nodes)
+        clients = [await join_room(node, vsn) for node in nodes for vsn in (None, "2.0.0")]
         for i, sender in enumerate(clients):
-            await reaches(sender, clients, f"shout {i}")
+            await assert_shout_reaches(sender, clients, f"shout {i}")
         for client in clients:
             await client.assert_silent(0.1)  # each shout once, on every node
             client.close()
@@ -59,7 +43,7 @@ async def test_a_shout_on_each_node_reaches_clients_on_all_three(tmp_path) -> No
 async def test_wrong_cookie_duplicate_name_and_garbage_are_refused_and_logged(tmp_path) -> None:
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         first, second = nodes[0], nodes[1]
         wrong_cookie = cluster.start(5, sync=[2], env={"RELEASE_COOKIE": "a-cookie-nobody-else-has"},
                                      sections={"kernel": {"sync_nodes_timeout": 300}})
@@ -69,17 +53,17 @@ async def test_wrong_cookie_duplicate_name_and_garbage_are_refused_and_logged(tm
             garbage.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(200)))  # a TLS hello
             assert garbage.recv(100) == encode_json(FrameType.REFUSE, {"reason": "malformed"})
 
-        assert await first.line(rf"refused connection from 127\.0\.0\.5:\d+ \(claims {node_name(5)}\): bad_cookie")
-        assert await wrong_cookie.line(rf"cannot connect to {node_name(2)} .*refused by the peer: bad_cookie")
-        assert await second.line(rf"refused connection from 127\.0\.0\.6:\d+ \(claims {node_name(2)}\): "
+        assert await first.async_wait_for_line(rf"refused connection from 127\.0\.0\.5:\d+ \(claims {node_name(5)}\): bad_cookie")
+        assert await wrong_cookie.async_wait_for_line(rf"cannot connect to {node_name(2)} .*refused by the peer: bad_cookie")
+        assert await second.async_wait_for_line(rf"refused connection from 127\.0\.0\.6:\d+ \(claims {node_name(2)}\): "
                                  rf"duplicate_name")
-        assert await impostor.line("refused by the peer: duplicate_name")
-        assert await first.line(r"refused connection from 127\.0\.0\.1:\d+: malformed: TLS, not frames")
+        assert await impostor.async_wait_for_line("refused by the peer: duplicate_name")
+        assert await first.async_wait_for_line(r"refused connection from 127\.0\.0\.1:\d+: malformed: TLS, not frames")
 
         assert wrong_cookie.connected() == [] and impostor.connected() == []
-        await cluster.mesh(nodes)  # untouched
-        a, b = await joined(first), await joined(nodes[2])
-        await reaches(a, [a, b], "still chatting")
+        await cluster.async_wait_for_mesh(nodes)  # untouched
+        a, b = await join_room(first), await join_room(nodes[2])
+        await assert_shout_reaches(a, [a, b], "still chatting")
         for node in nodes + [wrong_cookie, impostor]:
             node.assert_clean()
             assert COOKIE not in node.log() and "a-cookie-nobody-else-has" not in node.log()
@@ -88,30 +72,30 @@ async def test_wrong_cookie_duplicate_name_and_garbage_are_refused_and_logged(tm
 async def test_kill_9_leaves_the_others_chatting_and_a_restart_reforms_the_mesh(tmp_path) -> None:
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         survivors, victim = nodes[:2], nodes[2]
         pids = [node.pid for node in survivors]
-        clients = [await joined(node) for node in survivors]
-        doomed = await joined(victim)
+        clients = [await join_room(node) for node in survivors]
+        doomed = await join_room(victim)
 
         victim.kill()
         started = time.monotonic()
-        await cluster.mesh(survivors, timeout=3.0)  # a reset is down at once, not after a tick timeout
+        await cluster.async_wait_for_mesh(survivors, timeout=3.0)  # a reset is down at once, not after a tick timeout
         assert time.monotonic() - started < 3.0
         for node in survivors:
-            assert await node.line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
-        await reaches(clients[0], clients, "after the kill")
-        await reaches(clients[1], clients, "and back")
+            assert await node.async_wait_for_line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
+        await assert_shout_reaches(clients[0], clients, "after the kill")
+        await assert_shout_reaches(clients[1], clients, "and back")
         with pytest.raises(Exception):
             await doomed.receive(1.0)
 
         restarted = cluster.restart(victim)
         started = time.monotonic()
-        await cluster.mesh(survivors + [restarted], timeout=5.0)
-        newcomer = await joined(restarted, "2.0.0")
+        await cluster.async_wait_for_mesh(survivors + [restarted], timeout=5.0)
+        newcomer = await join_room(restarted, "2.0.0")
         everyone = clients + [newcomer]
-        await reaches(newcomer, everyone, "I am back")
-        await reaches(clients[0], everyone, "welcome back")
+        await assert_shout_reaches(newcomer, everyone, "I am back")
+        await assert_shout_reaches(clients[0], everyone, "welcome back")
         assert [node.pid for node in survivors] == pids and all(node.proc.poll() is None for node in survivors)
         for node in survivors + [restarted]:
             node.assert_clean()
@@ -120,20 +104,20 @@ async def test_kill_9_leaves_the_others_chatting_and_a_restart_reforms_the_mesh(
 async def test_sigterm_tells_the_peers_at_once(tmp_path) -> None:
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         assert nodes[2].terminate() == 0
-        await cluster.mesh(nodes[:2], timeout=3.0)  # well inside the 10 s ticktime
+        await cluster.async_wait_for_mesh(nodes[:2], timeout=3.0)  # well inside the 10 s ticktime
         for node in nodes[:2]:
-            assert await node.line(rf"node down: {node_name(4)}: it left")
+            assert await node.async_wait_for_line(rf"node down: {node_name(4)}: it left")
 
 
 async def test_a_fourth_node_listing_one_member_links_to_all_within_2_s(tmp_path) -> None:
     async with NodeProcesses(tmp_path) as cluster:
         first = cluster.start_many([2, 3, 4])
-        await cluster.mesh(first)
+        await cluster.async_wait_for_mesh(first)
         pids = [node.pid for node in first]
         fourth = cluster.start(5, sync=[2])
-        await cluster.mesh(first + [fourth], timeout=2.0)
+        await cluster.async_wait_for_mesh(first + [fourth], timeout=2.0)
         listening = logged_at(fourth.wait_for_line("listening for peer nodes"))
         ups = [logged_at(line) for line in fourth.lines(r"node up: ")]
         assert len(ups) == 3 and (max(ups) - listening).total_seconds() < 2.0, fourth.log()
@@ -141,8 +125,8 @@ async def test_a_fourth_node_listing_one_member_links_to_all_within_2_s(tmp_path
         assert [node.pid for node in first] == pids
         for node in first:
             assert node.proc.poll() is None and len(node.lines("listening for peer nodes")) == 1
-        clients = [await joined(node) for node in first + [fourth]]
-        await reaches(clients[3], clients, "hello from the fourth")
+        clients = [await join_room(node) for node in first + [fourth]]
+        await assert_shout_reaches(clients[3], clients, "hello from the fourth")
 
 
 async def test_a_missing_mandatory_node_fails_boot_naming_it(tmp_path) -> None:
@@ -158,9 +142,9 @@ async def test_a_missing_mandatory_node_fails_boot_naming_it(tmp_path) -> None:
 async def test_simultaneous_dials_leave_one_stream_per_pair(tmp_path) -> None:
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3, 4, 5])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         await asyncio.sleep(0.5)
-        streams = established_streams(cluster.dist_port)
+        streams = established_streams(cluster.dist_port, [node.host for node in nodes])
         pairs = {frozenset((address(a), address(b))) for a in range(2, 6) for b in range(a + 1, 6)}
         assert streams == {pair: 1 for pair in pairs}, streams
         for node in nodes:
@@ -171,9 +155,9 @@ async def test_each_senders_order_holds_across_nodes_for_1000_messages(tmp_path)
     count = 1000
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
-        senders = [await joined(nodes[0]), await joined(nodes[1], "2.0.0")]
-        receivers = [await joined(node, vsn) for node in nodes for vsn in (None, "2.0.0")]
+        await cluster.async_wait_for_mesh(nodes)
+        senders = [await join_room(nodes[0]), await join_room(nodes[1], "2.0.0")]
+        receivers = [await join_room(node, vsn) for node in nodes for vsn in (None, "2.0.0")]
 
         async def send(index: int, client: PhoenixClient) -> None:
             for n in range(count):
@@ -197,7 +181,7 @@ async def test_each_senders_order_holds_across_nodes_for_1000_messages(tmp_path)
 async def test_ping_and_nodes_from_another_process(tmp_path) -> None:
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         config = tmp_path / "asker.yml"
         config.write_text(yaml.safe_dump(nodes[0].config), encoding="utf-8")
 

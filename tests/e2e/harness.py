@@ -5,7 +5,8 @@
 * :class:`Cluster` — one compose project (a unique name per test) driven through the compose
   CLI and the Docker SDK; :meth:`Cluster.remove` deletes every container, network and image
   it made, and is called pass or fail.
-* chat helpers over :class:`PhoenixClient` (real websockets from the host to 127.0.0.1).
+* chat helpers over :class:`PhoenixClient` (real websockets from the host to 127.0.0.1);
+  ``join_room`` and ``assert_shout_reaches`` are phoenix_client's.
 
 Every step prints a timestamped progress line through :func:`log`.
 """
@@ -38,7 +39,7 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import baseimage  # noqa: E402
 import checkout  # noqa: E402
-from phoenix_client import Closed, PhoenixClient  # noqa: E402  (tests/ is not a package)
+from phoenix_client import Closed, PhoenixClient, assert_shout_reaches, join_room  # noqa: E402  (tests/ is not a package)
 from requirements import missing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +48,6 @@ from release.project import read_project  # noqa: E402
 
 TARBALL = Path(f"_build/prod/rel/gossipy/releases/{read_project(str(REPO)).version}/gossipy.tar.gz")
 HOST_PORTS = {"ws1": 4001, "ws2": 4002, "ws3": 4003}
-TOPIC = "room:1"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 COMMAND_TIMEOUT = 600  # seconds for one build or compose command
@@ -438,40 +438,8 @@ class Cluster:
 
 # ---- chat ------------------------------------------------------------------------------------
 
-JOIN_REPLY = {"event": "phx_reply", "payload": {"status": "ok", "response": {}}, "topic": TOPIC}
-
-
-async def join_room(port: int) -> PhoenixClient:
-    """A websocket from the host to 127.0.0.1:``port``, joined to room:1 (checks the reply)."""
-    client = await PhoenixClient.connect(port)
-    reply = await client.join(TOPIC)
-    frame = json.loads(reply.raw)
-    assert {k: frame[k] for k in ("event", "payload", "topic")} == JOIN_REPLY, f"join on :{port}: {reply.raw}"
-    assert frame["ref"] == reply.ref and reply.ref is not None, f"join on :{port}: {reply.raw}"
-    client.port = port  # type: ignore[attr-defined]  # for messages
-    return client
-
-
 def where(client: PhoenixClient) -> str:
-    return f":{getattr(client, 'port', '?')}"
-
-
-async def assert_chat(sender: PhoenixClient, receivers: list[PhoenixClient], message: str,
-                      timeout: float = 5.0) -> None:
-    """``sender`` shouts; every receiver (list the sender too) gets exactly the broadcast frame."""
-    await sender.shout(TOPIC, {"message": message})
-    expected = {"event": "shout", "payload": {"message": message}, "ref": None, "topic": TOPIC}
-
-    async def one(client: PhoenixClient) -> None:
-        frame = await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message},
-                                           timeout)
-        got = json.loads(frame.raw)
-        assert {k: got.get(k) for k in expected} == expected, f"on {where(client)}: {frame.raw}"
-
-    results = await asyncio.gather(*(one(c) for c in receivers), return_exceptions=True)
-    missing = [where(c) for c, r in zip(receivers, results) if isinstance(r, BaseException)]
-    assert not missing, (f"shout {message!r} from {where(sender)} did not reach the clients on "
-                         f"{missing}: {[r for r in results if isinstance(r, BaseException)]}")
+    return f":{client.port}"
 
 
 async def chat_between(ports: list[int], label: str) -> None:
@@ -479,7 +447,7 @@ async def chat_between(ports: list[int], label: str) -> None:
     clients = [await join_room(port) for port in ports]
     try:
         for client in clients:
-            await assert_chat(client, clients, f"{label} from {where(client)}")
+            await assert_shout_reaches(client, clients, f"{label} from {where(client)}")
     finally:
         close_all(clients)
 

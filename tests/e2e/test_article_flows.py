@@ -21,8 +21,9 @@ import docker
 import pytest
 
 import harness
-from harness import (HOST_PORTS, Cluster, ReleaseTree, assert_chat, assert_disconnected, chat_between,
-                     close_all, cluster_view, join_room, log, node)
+from harness import (HOST_PORTS, Cluster, ReleaseTree, assert_disconnected, chat_between, close_all, cluster_view,
+                     log, node)
+from phoenix_client import assert_shout_reaches, join_room
 
 pytestmark = pytest.mark.e2e
 to_thread = asyncio.to_thread
@@ -109,20 +110,20 @@ def test_kill_and_restart_ws2(base_tree, make_cluster):
         a2 = await join_room(HOST_PORTS["ws1"])
         b = await join_room(HOST_PORTS["ws2"])
         try:
-            await assert_chat(a1, [a1, a2, b], "before the kill")
+            await assert_shout_reaches(a1, [a1, a2, b], "before the kill")
 
             await to_thread(cluster.kill, "ws2")
             await assert_disconnected(b)
             log("ws2's client was disconnected")
-            await assert_chat(a1, [a1, a2], "ws2 is down")
-            await assert_chat(a2, [a1, a2], "still chatting on ws1")
+            await assert_shout_reaches(a1, [a1, a2], "ws2 is down")
+            await assert_shout_reaches(a2, [a1, a2], "still chatting on ws1")
 
             await to_thread(cluster.start, "ws2")
             await to_thread(cluster.wait_mesh, ["ws1", "ws2"])
             c = await join_room(HOST_PORTS["ws2"])
             try:
-                await assert_chat(a1, [a1, a2, c], "welcome back ws2")
-                await assert_chat(c, [a1, a2, c], "ws2 is back")
+                await assert_shout_reaches(a1, [a1, a2, c], "welcome back ws2")
+                await assert_shout_reaches(c, [a1, a2, c], "ws2 is back")
             finally:
                 c.close()
         finally:
@@ -145,7 +146,7 @@ def test_add_ws3_without_restarting(base_tree, three_node_tree, make_cluster):
         a = await join_room(HOST_PORTS["ws1"])
         b = await join_room(HOST_PORTS["ws2"])
         try:
-            await assert_chat(a, [a, b], "two nodes")
+            await assert_shout_reaches(a, [a, b], "two nodes")
 
             await to_thread(cluster.up, "ws3", tree=three_node_tree)
             await to_thread(cluster.wait_mesh, ["ws1", "ws2", "ws3"])
@@ -162,9 +163,9 @@ def test_add_ws3_without_restarting(base_tree, three_node_tree, make_cluster):
 
             c = await join_room(HOST_PORTS["ws3"])
             try:
-                await assert_chat(a, [a, b, c], "hello ws3")
-                await assert_chat(b, [a, b, c], "from ws2")
-                await assert_chat(c, [a, b, c], "ws3 here")
+                await assert_shout_reaches(a, [a, b, c], "hello ws3")
+                await assert_shout_reaches(b, [a, b, c], "from ws2")
+                await assert_shout_reaches(c, [a, b, c], "ws3 here")
             finally:
                 c.close()
         finally:

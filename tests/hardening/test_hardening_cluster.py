@@ -1,5 +1,5 @@
 """Faults in a cluster of real node processes on 127.0.0.x (tests/node_processes.py), with real
-websocket clients: a partition and its healing (through tests/hardening/tcp_proxy.py), kill -9
+websocket clients: a partition and its healing (through tests/tcp_proxy.py), kill -9
 under steady traffic, SIGTERM with a client that never answers, a peer that stalls (SIGSTOP).
 
 What the cluster tests of issue 3 already show is not repeated here (tests/cluster/
@@ -16,22 +16,15 @@ from typing import Any
 
 import pytest
 
-from node_processes import COOKIE, NodeProcess, NodeProcesses, address, node_name
-from phoenix_client import Closed, Frame, PhoenixClient, RawWebSocket
+from node_processes import COOKIE, NodeProcesses, address, node_name
+from phoenix_client import TOPIC, Closed, Frame, PhoenixClient, RawWebSocket, join_room
 from real_node import async_wait_until
 from server.cluster.membership import BACKOFF_CAP, HANDSHAKE_TIMEOUT
 from tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.cluster
 
-TOPIC = "room:1"
 TICKTIME = 2  # kernel.net_ticktime for these clusters: a silent peer is down within ~2 s
-
-
-async def joined(node: NodeProcess, vsn: str | None = None) -> PhoenixClient:
-    client = await PhoenixClient.connect(node.port, host=node.host, vsn=vsn)
-    assert (await client.join(TOPIC)).payload["status"] == "ok"
-    return client
 
 
 def shouts(frames: list[Frame], key: str = "message") -> list[Any]:
@@ -68,10 +61,10 @@ async def test_a_partition_keeps_each_side_serving_and_the_mesh_re_forms_after_i
                 TcpProxy((address(3), port), (address(13), port)) as to_b:
             a, b = [cluster.spawn(i, sync=[2, 3], sections={"node": {"dist_bind": address(10 + i)}}) for i in (2, 3)]
             await async_wait_until(lambda: a.serving() and b.serving(), 15, "both nodes to serve")
-            await cluster.mesh([a, b])
+            await cluster.async_wait_for_mesh([a, b])
             assert to_a.connections + to_b.connections >= 1  # the stream goes through a relay
-            clients = {"a1": await joined(a), "a2": await joined(a, "2.0.0"),
-                       "b1": await joined(b), "b2": await joined(b, "2.0.0")}
+            clients = {"a1": await join_room(a), "a2": await join_room(a, "2.0.0"),
+                       "b1": await join_room(b), "b2": await join_room(b, "2.0.0")}
             seen: dict[str, list[Frame]] = {name: [] for name in clients}
             readers = [asyncio.ensure_future(collect(c, seen[n])) for n, c in clients.items()]
 
@@ -91,7 +84,7 @@ async def test_a_partition_keeps_each_side_serving_and_the_mesh_re_forms_after_i
             await everyone_has("during from a, early", "a1 a2")
             await everyone_has("during from b, early", "b1 b2")
             for node, other in ((a, b), (b, a)):
-                await node.line(rf"node down: {other.name}: nothing heard for {TICKTIME} s", timeout=TICKTIME + 3)
+                await node.async_wait_for_line(rf"node down: {other.name}: nothing heard for {TICKTIME} s", timeout=TICKTIME + 3)
             noticed = time.monotonic() - cut_at
             await clients["a2"].shout(TOPIC, {"message": "during from a, late"})
             await clients["b1"].shout(TOPIC, {"message": "during from b, late"})
@@ -100,12 +93,12 @@ async def test_a_partition_keeps_each_side_serving_and_the_mesh_re_forms_after_i
             assert a.connected() == b.connected() == []
             # Longer than a dial's handshake timeout: the redials made during the cut fail (and
             # are retried with backoff), as a dial into a real partition would.
-            await a.line(rf"cannot connect to {b.name} .*no complete handshake", timeout=HANDSHAKE_TIMEOUT + 2)
+            await a.async_wait_for_line(rf"cannot connect to {b.name} .*no complete handshake", timeout=HANDSHAKE_TIMEOUT + 2)
 
             for proxy in (to_a, to_b):
                 proxy.heal()
             healed_at = time.monotonic()
-            await cluster.mesh([a, b], timeout=BACKOFF_CAP + 3)
+            await cluster.async_wait_for_mesh([a, b], timeout=BACKOFF_CAP + 3)
             re_formed = time.monotonic() - healed_at
             await clients["b1"].shout(TOPIC, {"message": "after from b"})
             await clients["a2"].shout(TOPIC, {"message": "after from a"})
@@ -144,11 +137,11 @@ async def test_kill_9_under_steady_traffic_loses_and_repeats_nothing_and_its_cli
     rate, count = 100, 300  # shouts a second per sender, and how many: 3 s of traffic
     async with NodeProcesses(tmp_path) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         survivors, victim = nodes[:2], nodes[2]
-        senders = [await joined(survivors[0]), await joined(survivors[1], "2.0.0")]
-        receivers = [await joined(node, vsn) for node in survivors for vsn in (None, "2.0.0")]
-        doomed = [await joined(victim), await joined(victim, "2.0.0")]
+        senders = [await join_room(survivors[0]), await join_room(survivors[1], "2.0.0")]
+        receivers = [await join_room(node, vsn) for node in survivors for vsn in (None, "2.0.0")]
+        doomed = [await join_room(victim), await join_room(victim, "2.0.0")]
         seen: list[list[Frame]] = [[] for _ in receivers + senders]
         readers = [asyncio.ensure_future(collect(c, f)) for c, f in zip(receivers + senders, seen)]
         moved: list[list[Frame]] = [[], []]
@@ -173,7 +166,7 @@ async def test_kill_9_under_steady_traffic_loses_and_repeats_nothing_and_its_cli
                 while True:
                     await client.receive(timeout=10)
             assert closed.value.code in (None, 1006)
-            again = await joined(survivors[index], client.vsn)
+            again = await join_room(survivors[index], client.vsn)
             moved_after.append(time.monotonic() - killed_at)
             await collect(again, moved[index])
 
@@ -197,7 +190,7 @@ async def test_kill_9_under_steady_traffic_loses_and_repeats_nothing_and_its_cli
                 assert got and got == list(range(got[0], count)), got
         assert max(moved_after) < 2.0, moved_after
         for node in survivors:
-            assert await node.line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
+            assert await node.async_wait_for_line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
             node.assert_clean()
         print(f"kill -9 under {2 * rate} shouts/s: {len(receivers) + len(senders)} survivor clients got all "
               f"{2 * count} each, in order, once; the victim's clients rejoined a survivor within "
@@ -211,26 +204,26 @@ async def test_sigterm_closes_clients_1001_tells_the_peers_and_exits_0_even_with
     shutdown_timeout = 1.0
     async with NodeProcesses(tmp_path, sections={"endpoint": {"shutdown_timeout": shutdown_timeout}}) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         staying, leaving = nodes[:2], nodes[2]
-        clients = [await joined(leaving, vsn) for vsn in (None, "2.0.0", None, "2.0.0")]
+        clients = [await join_room(leaving, vsn) for vsn in (None, "2.0.0", None, "2.0.0")]
         stuck = await asyncio.get_running_loop().run_in_executor(
             None, lambda: RawWebSocket.connect(leaving.port, host=leaving.host, receive_buffer=4096))
         stuck.send_text('{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}')  # and never reads again
         await async_wait_until(lambda: len(leaving.lines("JOIN room:1")) == 5, what="five joins")
-        others = [await joined(node) for node in staying]
+        others = [await join_room(node) for node in staying]
 
         signalled = time.monotonic()
         leaving.send_signal(signal.SIGTERM)
         assert [await c.expect_close() for c in clients] == [1001] * 4
         closed = time.monotonic() - signalled
         for node in staying:
-            await node.line(rf"node down: {node_name(4)}: it left", timeout=1.0)
+            await node.async_wait_for_line(rf"node down: {node_name(4)}: it left", timeout=1.0)
         assert await leaving.exit_status(timeout=shutdown_timeout + 5) == 0
         exited = time.monotonic() - signalled
         stopping = logged(leaving.wait_for_line("stopping"))
         told = [logged(node.wait_for_line(rf"node down: {node_name(4)}: it left")) - stopping for node in staying]
-        await cluster.mesh(staying)
+        await cluster.async_wait_for_mesh(staying)
         await others[0].shout(TOPIC, {"message": "carry on"})
         for client in others:
             await client.receive_until(lambda f: f.event == "shout")
@@ -257,10 +250,10 @@ async def test_a_stalled_peer_is_dropped_at_its_send_queue_bound_logged_and_redi
     sections = {"kernel": {"net_ticktime": 60}}  # the bound, not the tick timeout, must end it
     async with NodeProcesses(tmp_path, sections=sections) as cluster:
         nodes = cluster.start_many([2, 3, 4])
-        await cluster.mesh(nodes)
+        await cluster.async_wait_for_mesh(nodes)
         sender_node, frozen, third = nodes
-        shouter = await joined(sender_node, "2.0.0")
-        watchers = [shouter, await joined(sender_node), await joined(third, "2.0.0")]
+        shouter = await join_room(sender_node, "2.0.0")
+        watchers = [shouter, await join_room(sender_node), await join_room(third, "2.0.0")]
         got: list[list[int]] = [[] for _ in watchers]
 
         async def count(client: PhoenixClient, into: list[int]) -> None:
@@ -284,16 +277,16 @@ async def test_a_stalled_peer_is_dropped_at_its_send_queue_bound_logged_and_redi
                     await async_wait_until(lambda: all(len(g) >= sent - 20 for g in got), 10, "the watchers")
                     if sender_node.has_line(overflow):
                         break
-            dropped = await sender_node.line(overflow, timeout=5)
+            dropped = await sender_node.async_wait_for_line(overflow, timeout=5)
             await async_wait_until(lambda: all(len(g) == sent for g in got), 10, "every shout at every watcher")
             assert all(g == list(range(sent)) for g in got)
             grew_mib = (sender_node.rss_kib("VmHWM") - peak) / 1024
             assert third.connected() == sorted([sender_node.name, frozen.name])  # its stream only ticks
         finally:
             frozen.send_signal(signal.SIGCONT)
-        await cluster.mesh(nodes, timeout=BACKOFF_CAP + 3)
+        await cluster.async_wait_for_mesh(nodes, timeout=BACKOFF_CAP + 3)
         assert len(sender_node.lines(rf"node up: {frozen.name}")) == 2
-        late = await joined(frozen)
+        late = await join_room(frozen)
         await shouter.shout(TOPIC, {"n": -1, "message": "after"})
         await late.receive_until(lambda f: f.event == "shout" and f.payload["n"] == -1)
         for reader in readers:

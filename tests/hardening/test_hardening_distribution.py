@@ -34,7 +34,7 @@ async def test_a_flood_of_stalled_handshakes_from_one_address_does_not_keep_a_no
         time.sleep(0.2)
         started = time.monotonic()
         newcomer = cluster.start(3, sync=[2])
-        await cluster.mesh([target, newcomer], timeout=5)
+        await cluster.async_wait_for_mesh([target, newcomer], timeout=5)
         joined_after = time.monotonic() - started
         for sock in stalled:
             sock.close()

@@ -114,9 +114,9 @@ async def test_the_cookie_is_in_no_argument_and_no_log_line_of_a_node(tmp_path) 
         from_env = cluster.start(3, sync=[2], env={"RELEASE_COOKIE": COOKIE})
         stranger = cluster.start(4, sync=[2], env={"RELEASE_COOKIE": env_cookie},
                                  sections={"kernel": {"sync_nodes_timeout": 300}})
-        await cluster.mesh([from_file, from_env])
-        await from_file.line(r"refused connection from 127\.0\.0\.4:\d+ \(claims gossipy@127\.0\.0\.4\): bad_cookie")
-        await stranger.line(r"cannot connect to gossipy@127\.0\.0\.2 .*bad_cookie")
+        await cluster.async_wait_for_mesh([from_file, from_env])
+        await from_file.async_wait_for_line(r"refused connection from 127\.0\.0\.4:\d+ \(claims gossipy@127\.0\.0\.4\): bad_cookie")
+        await stranger.async_wait_for_line(r"cannot connect to gossipy@127\.0\.0\.2 .*bad_cookie")
         for node in (from_file, from_env, stranger):
             assert "--config" in node.cmdline()
             for secret in (COOKIE, env_cookie):

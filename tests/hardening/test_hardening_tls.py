@@ -15,15 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from node_processes import COOKIE, NodeProcess, NodeProcesses, address
-from phoenix_client import PhoenixClient
+from node_processes import COOKIE, NodeProcesses, address
+from phoenix_client import TOPIC, join_room
 from real_node import async_wait_until, run_node
 from requirements import need
 from tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.cluster
-
-TOPIC = "room:1"
 
 
 class Certificates:
@@ -61,12 +59,6 @@ def tls_sections(tls: dict[str, str], bind: str | None = None) -> dict:
     return {"node": node}
 
 
-async def joined(node: NodeProcess) -> PhoenixClient:
-    client = await PhoenixClient.connect(node.port, host=node.host, vsn="2.0.0")
-    assert (await client.join(TOPIC)).payload["status"] == "ok"
-    return client
-
-
 async def test_tls_nodes_mesh_their_streams_are_ciphertext_and_ping_speaks_tls(tmp_path) -> None:
     ca = Certificates(tmp_path / "ca", "gossipy test CA")
     async with NodeProcesses(tmp_path, addresses=range(2, 14)) as cluster:
@@ -76,8 +68,8 @@ async def test_tls_nodes_mesh_their_streams_are_ciphertext_and_ping_speaks_tls(t
             a, b = [cluster.spawn(i, sync=[2, 3], sections=tls_sections(ca.node(address(i)), address(10 + i)))
                     for i in (2, 3)]
             await async_wait_until(lambda: a.serving() and b.serving(), 15, "both nodes to serve")
-            await cluster.mesh([a, b])
-            ca_, cb = await joined(a), await joined(b)
+            await cluster.async_wait_for_mesh([a, b])
+            ca_, cb = await join_room(a, "2.0.0"), await join_room(b, "2.0.0")
             secret_words = "the eagle lands at midnight"
             await ca_.shout(TOPIC, {"message": secret_words})
             await cb.receive_until(lambda f: f.event == "shout" and f.payload["message"] == secret_words)
@@ -121,10 +113,10 @@ async def test_a_node_without_the_clusters_certificate_is_refused_and_the_logs_s
                 r"cannot connect to gossipy@127\.0\.0\.3 .*TLS: the peer's certificate is not accepted "
                 r"\(IP address mismatch"),
         }[case]
-        await stranger.line(expected[0], timeout=5)
-        await member.line(expected[1], timeout=8)
+        await stranger.async_wait_for_line(expected[0], timeout=5)
+        await member.async_wait_for_line(expected[1], timeout=8)
         if case == "another host's certificate":
-            await member.line(r"refused connection from 127\.0\.0\.3:\d+ \(claims gossipy@127\.0\.0\.3\): not_allowed: "
+            await member.async_wait_for_line(r"refused connection from 127\.0\.0\.3:\d+ \(claims gossipy@127\.0\.0\.3\): not_allowed: "
                               r"its certificate does not name 127\.0\.0\.3")
         assert member.connected() == stranger.connected() == []
         for node in (member, stranger):

@@ -19,27 +19,17 @@ from typing import Callable
 
 import pytest
 
-from phoenix_client import PhoenixClient, RawWebSocket, upgrade_request
+from phoenix_client import PhoenixClient, RawWebSocket, assert_shout_reaches, join_room, upgrade_request
 from real_node import Node, async_wait_until
 
-TOPIC = "room:1"
 JOIN_V1 = '{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}'
-
-
-async def joined(node: Node, vsn: str | None = None) -> PhoenixClient:
-    client = await PhoenixClient.connect(node.port, vsn=vsn)
-    assert (await client.join(TOPIC)).payload["status"] == "ok"
-    return client
 
 
 async def still_chatting(node: Node, *clients: PhoenixClient, message: str = "still here") -> None:
     """A fresh client shouts; it and ``clients`` (in the room) all get it. Then all of them
     leave (so the node's stop does not wait out its shutdown_timeout for them)."""
-    fresh = await joined(node, "2.0.0")
-    await fresh.shout(TOPIC, {"message": message})
-    for client in (fresh, *clients):
-        frame = await client.receive_until(lambda f: f.event == "shout" and f.payload == {"message": message})
-        assert frame.topic == TOPIC
+    fresh = await join_room(node, "2.0.0")
+    await assert_shout_reaches(fresh, [fresh, *clients], message)
     for client in (fresh, *clients):
         client.close()
         await client.expect_close()
@@ -67,7 +57,7 @@ def one_warning(node: Node, *words: str) -> str:
 ], ids=["nan", "1e400", "lone-surrogate-escape", "cesu-8-binary"])
 async def test_a_frame_that_cannot_be_written_back_is_a_bad_frame_not_a_broadcast(
         node: Node, vsn: str | None, frame: str | bytes) -> None:
-    sender, listener = await joined(node, vsn), await joined(node)
+    sender, listener = await join_room(node, vsn), await join_room(node)
     await sender.send_raw(frame)
     assert await sender.expect_close() == 1011
     await listener.assert_silent(0.2)  # nothing was broadcast
@@ -79,7 +69,7 @@ async def test_a_frame_that_cannot_be_written_back_is_a_bad_frame_not_a_broadcas
 
 async def test_a_frame_announcing_exabytes_is_refused_1009_before_any_body(start_node) -> None:
     node = start_node(endpoint={"max_frame_size": 1024})
-    listener = await joined(node)
+    listener = await join_room(node)
     rss = node.rss_kib()
     liar = await in_thread(RawWebSocket.connect, node.port)
     liar.send_frame(0x1, b"{", length=2**62)  # the header claims 4 EiB; one byte follows
@@ -92,7 +82,7 @@ async def test_a_frame_announcing_exabytes_is_refused_1009_before_any_body(start
 
 async def test_fragments_adding_up_past_the_limit_are_refused_1009(start_node) -> None:
     node = start_node(endpoint={"max_frame_size": 4096})
-    listener = await joined(node)
+    listener = await join_room(node)
     sender = await in_thread(RawWebSocket.connect, node.port)
     sender.send_frame(0x1, b"[" + b" " * 3000, fin=False)
     sender.send_frame(0x0, b" " * 3000, fin=False)  # 6001 bytes in all: over, though each is under
@@ -103,7 +93,7 @@ async def test_fragments_adding_up_past_the_limit_are_refused_1009(start_node) -
 
 
 async def test_invalid_utf8_in_a_text_frame_is_closed_1007_with_one_line(node: Node) -> None:
-    listener = await joined(node)
+    listener = await join_room(node)
     sender = await in_thread(RawWebSocket.connect, node.port)
     sender.send_text(JOIN_V1)
     sender.send_frame(0x1, b'{"topic":"room:1","event":"shout","payload":{"message":"\xc3\x28"},"ref":"2"}')
@@ -116,7 +106,7 @@ async def test_invalid_utf8_in_a_text_frame_is_closed_1007_with_one_line(node: N
 
 async def test_binary_garbage_on_v1_is_a_bad_frame(node: Node) -> None:
     """V1 takes JSON in binary frames too (as text); garbage there is a bad frame like any other."""
-    client, listener = await joined(node), await joined(node)
+    client, listener = await join_room(node), await join_room(node)
     await client.send_raw(bytes(range(256)))
     assert await client.expect_close() == 1011
     await still_chatting(node, listener)
@@ -126,7 +116,7 @@ async def test_binary_garbage_on_v1_is_a_bad_frame(node: Node) -> None:
 async def test_frames_after_a_bad_frame_are_not_handled(node: Node) -> None:
     """Once the node has closed a socket for a bad frame, what the client had already sent
     after it (in the same packet) must not reach the room."""
-    listener = await joined(node)
+    listener = await join_room(node)
     sender = await in_thread(RawWebSocket.connect, node.port)
     sender.send_text(JOIN_V1)
     await async_wait_until(lambda: len(node.lines("JOIN room:1")) == 2, what="the second join")
@@ -147,7 +137,7 @@ def _masked_text(text: str) -> bytes:
 
 
 async def test_a_ping_flood_is_closed_1008_and_the_others_carry_on(node: Node) -> None:
-    listener = await joined(node)
+    listener = await join_room(node)
     rss = node.rss_kib()
     flooder = await in_thread(RawWebSocket.connect, node.port)
 
@@ -208,7 +198,7 @@ async def test_joining_10000_topics_gets_max_channels_and_one_log_line(node: Nod
 
 
 async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_at_baseline(node: Node) -> None:
-    listener = await joined(node)
+    listener = await join_room(node)
     host, port = "127.0.0.1", node.port
 
     async def one(n: int) -> None:
@@ -258,7 +248,7 @@ async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_
 async def test_a_request_body_is_refused_not_buffered(node: Node) -> None:
     """No endpoint takes a body: one announcing 90 MB is refused before it is read (Tornado's
     default would buffer up to 100 MB per connection)."""
-    listener = await joined(node)
+    listener = await join_room(node)
     peak = node.rss_kib("VmHWM")
 
     def post() -> bytes:
