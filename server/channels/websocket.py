@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tornado.ioloop import IOLoop
-from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.iostream import SSLIOStream, StreamBufferFullError, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 
 from ..settings import Endpoint
@@ -233,8 +233,23 @@ class SocketHandler(WebSocketHandler):
         self._outbox_size = 0
         if self.ws_connection is None or self.ws_connection.stream.closed():
             return
+        stream = self.ws_connection.stream
+        if not stream.writing() and not isinstance(stream, SSLIOStream):
+            # Nothing queued: hand the bytes to the kernel ourselves, which costs about half
+            # of what IOStream.write's buffering and bookkeeping do; IOStream keeps only what
+            # the kernel did not take, so the order of bytes and the buffer bound still hold.
+            try:
+                sent = stream.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                stream.close()
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
         try:
-            self.ws_connection.stream.write(data)
+            stream.write(data)
         except StreamClosedError:
             pass
         except StreamBufferFullError:
