@@ -1,4 +1,5 @@
-"""Shared fixtures: a real node process (see real_node.py), async tests, npm packages.
+"""Shared fixtures: a real node process (see real_node.py), async tests, npm packages, and the
+hypothesis profile of every property test.
 
 ``start_node(endpoint={...})`` starts a ``python -m server`` process with those settings and
 returns a serving ``Node``; every node a test started is stopped (SIGTERM, by PID) after it.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Helpers are imported from real_node, never from conftest: tests/*/conftest.py share the name.
 from real_node import ROOT, Node, NodeStarter
@@ -25,6 +27,11 @@ if str(ROOT) not in sys.path:  # `pytest` as well as `python -m pytest` can impo
     sys.path.insert(0, str(ROOT))
 
 ASYNC_TEST_TIMEOUT = 30.0
+
+# Property tests check what holds for every input, not how fast inputs are made: on a busy
+# machine (two suites at once, say) a slow draw or example is not a failure.
+settings.register_profile("gossipy", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gossipy")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ from bench import fuzz  # noqa: E402
 from server.channels.serializer import V1, V2  # noqa: E402
 from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameType  # noqa: E402
 
-SAMPLE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SAMPLE = settings(max_examples=150)  # deadline and health checks: tests/conftest.py's profile
 VSNS = st.sampled_from([V1.vsn, V2.vsn])
 
 # JSON values as a hostile client writes them: non-finite numbers, lone surrogates (as \u
