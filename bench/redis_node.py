@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 from server import settings as settings_module
-from server.app import Server, StartupError
+from server.app import Server, serve
 
 from redis_adapter import attach  # a sibling of this file (bench/ is sys.path[0] when run)
 
@@ -30,19 +29,9 @@ async def main(config: str | None, redis_address: str) -> int:
     adapter = attach(server.pubsub, host, int(port))
     await adapter.start()
     try:
-        await server.start()
-    except StartupError as exc:
-        logging.getLogger("gossipy.node").error("%s", exc)
+        return await serve(server)
+    finally:
         await adapter.stop()
-        return 1
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    await stopping.wait()
-    await server.stop()
-    await adapter.stop()
-    return 0
 
 
 if __name__ == "__main__":

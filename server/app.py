@@ -138,7 +138,11 @@ class Server:
 
 async def run(settings: Settings) -> int:
     """Runs a node until SIGTERM or SIGINT; the exit status for the process."""
-    server = Server(settings)
+    return await serve(Server(settings))
+
+
+async def serve(server: Server) -> int:
+    """Starts ``server``, runs it until SIGTERM or SIGINT, then stops it; the exit status."""
     try:
         await server.start()
     except StartupError as exc:

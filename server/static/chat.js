@@ -32,7 +32,7 @@
     var port = loc.port;
     var node = params.get('node');
     if (node) {
-      var m = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(node);
+      var m = node.match(/^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/);
       if (m) { host = m[1]; port = m[2] || port; }
     }
     if (params.get('host')) host = params.get('host');
