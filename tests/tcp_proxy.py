@@ -53,7 +53,10 @@ class _Pipe:
         except (OSError, asyncio.TimeoutError):
             self.client[1].transport.abort()
             return
-        await asyncio.gather(self._pump(self.client[0], self.server[1]), self._pump(self.server[0], self.client[1]))
+        try:
+            await asyncio.gather(self._pump(self.client[0], self.server[1]), self._pump(self.server[0], self.client[1]))
+        finally:  # the relay closing (cancelled) drops the connection too, both sides at once
+            self._abort()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -70,6 +73,9 @@ class _Pipe:
                 await writer.drain()
         except OSError:
             pass
+        self._abort()
+
+    def _abort(self) -> None:
         for _, w in (self.client, self.server or self.client):
             w.transport.abort()
 
