@@ -48,7 +48,7 @@ class ChannelHost(Protocol):
 
     def push(self, channel: "Channel", event: str, payload: Any) -> None: ...
 
-    def deliver(self, channel: "Channel", message: Broadcast, cache: dict[Any, Any]) -> None: ...
+    def deliver(self, message: Broadcast, cache: dict[Any, Any]) -> None: ...
 
 
 class Channel:
@@ -94,4 +94,4 @@ class Channel:
     # ---- pubsub subscriber ---------------------------------------------------------------------
 
     def deliver(self, message: Broadcast, cache: dict[Any, Any]) -> None:
-        self._host.deliver(self, message, cache)
+        self._host.deliver(message, cache)

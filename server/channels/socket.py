@@ -174,7 +174,7 @@ class PhoenixSocket:
     def push(self, channel: Channel, event: str, payload: Any) -> None:
         self._send(Message(channel.join_ref, None, channel.topic, event, payload))
 
-    def deliver(self, channel: Channel, message: Broadcast, cache: dict[Any, Any]) -> None:
+    def deliver(self, message: Broadcast, cache: dict[Any, Any]) -> None:
         frame = cache.get(self.serializer)
         if frame is None:
             frame = cache[self.serializer] = self.transport.prepare_frame(
