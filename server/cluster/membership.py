@@ -401,7 +401,7 @@ class Node:
     def _admit(self, claim: PeerInfo, hs: Acceptor, writer: asyncio.StreamWriter) -> Reason | None:
         if self._stopping:
             return Reason.NOT_ALLOWED
-        host = claim.name.partition("@")[2]
+        host, _ = discovery.address(claim.name, self._dist)
         if self._tls is not None and not tls.names_host(writer.get_extra_info("peercert"), host):
             raise hs.abort(HandshakeError(Reason.NOT_ALLOWED, f"its certificate does not name {host}, the "
                                                               f"host of the name it claims"))
