@@ -52,7 +52,7 @@ from server.channels.serializer import V1, V2, DecodeError, Message  # noqa: E40
 from server.channels.socket import PhoenixSocket, Router  # noqa: E402
 from server.channels.websocket import text_frame  # noqa: E402
 from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError,  # noqa: E402
-                                    FrameType, encode, encode_json)
+                                    FrameType, encode)
 from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State  # noqa: E402
 from server.cluster.pubsub_adapter import ClusterAdapter  # noqa: E402
 from server.pubsub import PubSub  # noqa: E402
