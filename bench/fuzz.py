@@ -50,7 +50,7 @@ from server import chat  # noqa: E402
 from server.channels import serializer as wire  # noqa: E402
 from server.channels.serializer import V1, V2, DecodeError, Message  # noqa: E402
 from server.channels.socket import PhoenixSocket, Router  # noqa: E402
-from server.channels.websocket import text_frame  # noqa: E402
+from server.channels.rfc6455 import text_frame  # noqa: E402
 from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError,  # noqa: E402
                                     FrameType, encode)
 from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State  # noqa: E402

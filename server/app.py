@@ -20,7 +20,7 @@ from tornado.netutil import bind_sockets
 from . import chat
 from .channels.channel import Channel
 from .channels.socket import Router
-from .channels.websocket import SocketHandler, SocketRegistry
+from .channels.websocket import SocketRegistry, UpgradeHandler
 from .pubsub import PubSub
 from .settings import Settings
 
@@ -62,7 +62,7 @@ class Server:
                  routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES) -> None:
         self.settings = settings
         self.pubsub = PubSub()
-        self.registry = SocketRegistry()
+        self.registry = SocketRegistry(settings.endpoint.server_timeout)
         self.router = Router(routes)
         self.cluster: Any = None
         self._http: HTTPServer | None = None
@@ -80,14 +80,13 @@ class Server:
         endpoint = self.settings.endpoint
         return tornado.web.Application(
             [
-                (r"/socket/websocket", SocketHandler,
+                (r"/socket/websocket", UpgradeHandler,
                  dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
                 (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),
                 (r"/(ws\.html)", PageHandler, dict(path=STATIC_DIR)),
                 (r"/static/(.*)", PageHandler, dict(path=STATIC_DIR)),
             ],
-            websocket_max_message_size=endpoint.max_frame_size,
         )
 
     async def start(self) -> None:
@@ -129,8 +128,9 @@ class Server:
         if self.cluster is not None:
             await self.cluster.stop()
         deadline = asyncio.get_running_loop().time() + self.settings.endpoint.shutdown_timeout
-        while self.registry.handlers and asyncio.get_running_loop().time() < deadline:
+        while self.registry.sockets and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        self.registry.abort_all()
         if self._http is not None:
             await self._http.close_all_connections()
         log.info("node %s stopped", self.name)

@@ -64,7 +64,8 @@ class PhoenixSocket:
         self.max_channels = max_channels
         self.peer = peer
         self.channels: dict[str, Channel] = {}
-        self._mistakes_logged: set[str] = set()
+        # Made on the first mistake: most sockets never make one.
+        self._mistakes_logged: set[str] | None = None
 
     # ---- inbound -------------------------------------------------------------------------------
 
@@ -159,6 +160,8 @@ class PhoenixSocket:
     def _mistake(self, kind: str, fmt: str, *args: Any) -> None:
         """Logs a client's mistake once per kind per socket: enough to debug the client, and
         no way for one client to flood the log by repeating it."""
+        if self._mistakes_logged is None:
+            self._mistakes_logged = set()
         if kind not in self._mistakes_logged:
             self._mistakes_logged.add(kind)
             log.warning(fmt + " (repeats on this socket are not logged)", *args)

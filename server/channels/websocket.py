@@ -1,28 +1,36 @@
-"""The Tornado websocket transport behind ``/socket/websocket``.
+"""The websocket transport behind ``/socket/websocket``.
+
+Tornado answers the HTTP request and checks it (the serializer chosen by ``?vsn=``, the
+upgrade headers, the origin); then the connection leaves Tornado: its socket goes to an asyncio
+``Protocol`` (``WebSocket``) that speaks RFC 6455 through the sans-I/O ``rfc6455`` module. A
+Tornado ``WebSocketHandler`` keeps its request, headers, HTTP connection, stream buffers and
+a read coroutine alive for the socket's whole life, about 16 KB per connection; this keeps a
+protocol object of a dozen slots and asyncio's transport.
 
 It only moves frames: protocol work is ``PhoenixSocket``'s. What it adds is what a socket
-needs from the network: the serializer chosen by ``?vsn=``, the origin check, a bounded
-outbound buffer (a client that stops reading is cut off instead of growing the node's memory),
-the idle timeout, and closing with 1001 when the node goes away.
+needs from the network: a bounded outbound buffer (a client that stops reading is cut off
+instead of growing the node's memory), the idle timeout, ping flood and protocol checks,
+and closing with 1001 when the node goes away.
 """
 
 from __future__ import annotations
 
+import asyncio
+import binascii
 import logging
-import struct
+import socket
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
-from tornado.ioloop import IOLoop
-from tornado.iostream import SSLIOStream, StreamBufferFullError, StreamClosedError
-from tornado.websocket import WebSocketHandler, WebSocketProtocol13
+import tornado.web
+from tornado.iostream import IOStream, StreamClosedError
 
-from ..settings import Endpoint
 from ..pubsub import PubSub
-from .serializer import V1, for_vsn
-from .socket import (CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG,
-                     CLOSE_UNSUPPORTED, PhoenixSocket, Router)
+from ..settings import Endpoint
+from . import rfc6455
+from .rfc6455 import MessageReader, ProtocolViolation, close_frame, pong_frame, text_frame
+from .serializer import V1, Serializer, for_vsn
+from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_UNSUPPORTED, PhoenixSocket, Router
 
 log = logging.getLogger("gossipy.socket")
 
@@ -33,44 +41,64 @@ _EARLY_FLUSH = 64 * 1024
 # message); libraries that do, ping every few seconds. More is a flood: each ping costs a
 # frame parse and a pong, and a flood of them takes the node's CPU from everyone else.
 PING_LIMIT = 10
-
-
-def text_frame(text: str) -> bytes:
-    """A complete, unmasked, uncompressed websocket text frame (RFC 6455 5.2): built once per
-    broadcast and written as-is to every socket, instead of re-framed per socket."""
-    payload = text.encode()
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x81, length)
-    elif length <= 0xFFFF:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
+# How long a socket we closed waits for the client's close frame before it is cut (Tornado's
+# figure): long enough for a busy client, short enough that a silent one frees its descriptor.
+CLOSE_TIMEOUT = 5.0
+# The idle sweep looks at every socket this many times per server_timeout, so an idle socket is
+# closed between 1 and 1.25 server_timeouts after its last frame: one timer for the node
+# instead of one per socket.
+_SWEEPS_PER_TIMEOUT = 4
 
 
 class SocketRegistry:
-    """The live websockets of this node, so shutdown can close them all with 1001, and the
-    ones with frames waiting, so each gets one write per event-loop iteration however many
-    broadcasts reached it in that iteration."""
+    """The live websockets of this node: so shutdown can close them all with 1001, so one
+    sweep finds the idle ones, and so each socket with frames waiting gets one write per
+    event-loop iteration however many broadcasts reached it in that iteration."""
 
-    def __init__(self) -> None:
-        self.handlers: set["SocketHandler"] = set()
-        self._waiting: list["SocketHandler"] = []
+    def __init__(self, server_timeout: float) -> None:
+        self.sockets: set[WebSocket] = set()
+        self._server_timeout = server_timeout
+        self._waiting: list[WebSocket] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def add(self, websocket: "WebSocket") -> None:
+        self.sockets.add(websocket)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(
+                self._server_timeout / _SWEEPS_PER_TIMEOUT, self._sweep_idle)
+
+    def discard(self, websocket: "WebSocket") -> None:
+        self.sockets.discard(websocket)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "node shutting down") -> None:
-        for handler in list(self.handlers):
-            handler.close(code, reason)
+        for websocket in list(self.sockets):
+            websocket.close(code, reason)
 
-    def flush_soon(self, handler: "SocketHandler") -> None:
+    def abort_all(self) -> None:
+        for websocket in list(self.sockets):
+            websocket.abort()
+
+    def flush_soon(self, websocket: "WebSocket") -> None:
         if not self._waiting:
-            IOLoop.current().add_callback(self._flush)
-        self._waiting.append(handler)
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._waiting.append(websocket)
 
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, []
-        for handler in waiting:
-            handler.flush_outbox()
+        for websocket in waiting:
+            websocket.flush_outbox()
+
+    def _sweep_idle(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        for websocket in list(self.sockets):
+            idle_for = now - websocket.last_seen
+            if idle_for >= self._server_timeout:
+                log.info("closing socket from %s: idle for %.0f s", websocket.peer, idle_for)
+                websocket.close(CLOSE_NORMAL, "idle timeout")
+        if self.sockets:
+            self._sweeper = asyncio.get_running_loop().call_later(
+                self._server_timeout / _SWEEPS_PER_TIMEOUT, self._sweep_idle)
 
 
 def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str) -> bool:
@@ -93,182 +121,249 @@ def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str)
     return False
 
 
-_TEXT = 0x1
+class WebSocket(asyncio.Protocol):
+    """One client's websocket after the upgrade: frames in to its ``PhoenixSocket``, frames
+    out through one write per loop iteration."""
 
+    __slots__ = ("registry", "peer", "socket", "reader", "transport", "last_seen", "_outbound_limit",
+                 "_handover", "_outbox", "_outbox_size", "_close_sent", "_ping_second", "_pings")
 
-class _Protocol(WebSocketProtocol13):
-    """Tornado's protocol, plus what it does silently said in the log: Tornado closes with
-    1009 by itself (over ``websocket_max_message_size``) without telling the handler, and drops
-    a text frame that is not UTF-8 without a word or a close code (RFC 6455 says 1007)."""
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if code == CLOSE_TOO_BIG and not self.server_terminated:
-            handler = self.handler
-            log.warning("closing socket from %s: a frame over max_frame_size (%d bytes)",
-                        handler.request.remote_ip, handler.max_message_size)
-        super().close(code, reason)
-
-    def _handle_message(self, opcode: int, data: bytes) -> Any:
-        if opcode == _TEXT and not self.client_terminated and not self._frame_compressed:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                log.warning("closing socket from %s: a text frame that is not UTF-8 (%s at byte %d)",
-                            self.handler.request.remote_ip, exc.reason, exc.start)
-                self.handler.close(CLOSE_INVALID_DATA, "invalid UTF-8")
-                return None
-        return super()._handle_message(opcode, data)
-
-
-class SocketHandler(WebSocketHandler):
-    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint,
-                   registry: SocketRegistry) -> None:
-        self.router = router
-        self.pubsub = pubsub
-        self.endpoint = endpoint
+    def __init__(self, registry: SocketRegistry, endpoint: Endpoint, serializer: Serializer, router: Router,
+                 pubsub: PubSub, peer: str, handover: tuple[bytes, bytes]) -> None:
         self.registry = registry
-        self.socket: PhoenixSocket | None = None
-        self.last_seen = 0.0
-        self._idle_timer: object | None = None
-        self._outbox: list[bytes] = []
+        self.peer = peer
+        self.socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub, endpoint.max_channels, peer)
+        self.reader = MessageReader(endpoint.max_frame_size)
+        self.transport: asyncio.Transport | None = None
+        self.last_seen = time.monotonic()
+        self._outbound_limit = endpoint.outbound_buffer
+        # The 101 response to write first, and what the client sent after its request.
+        self._handover: tuple[bytes, bytes] | None = handover
+        self._outbox: list[bytes] | None = None
         self._outbox_size = 0
+        self._close_sent = False
         self._ping_second = 0.0
         self._pings = 0
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        vsn = self.get_query_argument("vsn", None)
-        self.serializer = for_vsn(vsn)
-        if self.serializer is None:
-            log.warning("refusing websocket from %s: unknown vsn %r", self.request.remote_ip, vsn)
-            self.set_status(403)
-            self.finish(f"unsupported serializer version {vsn!r}\n")
-            return
-        await super().get(*args, **kwargs)
+    # ---- asyncio.Protocol ----------------------------------------------------------------------
 
-    def get_websocket_protocol(self) -> WebSocketProtocol13 | None:
-        protocol = super().get_websocket_protocol()
-        return None if protocol is None else _Protocol(self, False, protocol.params)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport) and self._handover is not None
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self._outbound_limit)
+        self.registry.add(self)
+        response, early = self._handover
+        self._handover = None
+        transport.write(response)
+        if early:
+            self.data_received(early)
 
-    def check_origin(self, origin: str) -> bool:
-        allowed = origin_allowed(self.endpoint.check_origin, origin, self.request.host)
-        if not allowed:
-            log.warning("refusing websocket from %s: origin %r not allowed for host %r (check_origin)",
-                        self.request.remote_ip, origin, self.request.host)
-        return allowed
-
-    def open(self, *args: str, **kwargs: str) -> None:
-        assert self.ws_connection is not None
-        self.ws_connection.stream.max_write_buffer_size = self.endpoint.outbound_buffer
-        self.socket = PhoenixSocket(self, self.serializer, self.router, self.pubsub,
-                                    self.endpoint.max_channels, self.request.remote_ip)
-        self.registry.handlers.add(self)
+    def data_received(self, data: bytes) -> None:
         self.last_seen = time.monotonic()
-        self._idle_timer = IOLoop.current().call_later(self.endpoint.server_timeout, self._check_idle)
-
-    def on_message(self, message: str | bytes) -> None:
-        if self.ws_connection is None:
-            # We closed this socket (a bad frame, say); Tornado still reads until the client's
-            # close frame, but nothing the client sent after the offence may reach the room.
+        try:
+            messages = self.reader.receive(data)
+        except ProtocolViolation as violation:
+            self._refuse(violation)
             return
-        self.last_seen = time.monotonic()
-        if isinstance(message, bytes) and self.serializer is not V1:
-            log.warning("closing socket from %s: binary frames are not supported", self.request.remote_ip)
-            self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
-            return
-        assert self.socket is not None
-        self.socket.receive(message)
+        for opcode, payload in messages:
+            if opcode == rfc6455.CLOSE:
+                self._close_received(payload)
+                return
+            if self._close_sent:
+                # We closed this socket (a bad frame, say) and only wait for the client's close:
+                # nothing the client sent after the offence may reach the room.
+                continue
+            if opcode == rfc6455.PING:
+                self._pinged(payload)
+            elif opcode == rfc6455.TEXT or opcode == rfc6455.BINARY:
+                self._message(payload)
 
-    def on_ping(self, data: bytes) -> None:
-        now = self.last_seen = time.monotonic()
-        if now - self._ping_second >= 1.0:
-            self._ping_second, self._pings = now, 0
-        self._pings += 1
-        if self._pings > PING_LIMIT and self.ws_connection is not None:
-            log.warning("closing socket from %s: a ping flood (over %d pings in a second)",
-                        self.request.remote_ip, PING_LIMIT)
-            # Tornado then waits (5 s at most) for the client's close frame, answering no pings.
-            self.close(CLOSE_POLICY, "ping flood")
+    def eof_received(self) -> bool:
+        return False
 
-    def on_close(self) -> None:
-        self.registry.handlers.discard(self)
-        if self._idle_timer is not None:
-            IOLoop.current().remove_timeout(self._idle_timer)
-            self._idle_timer = None
+    def pause_writing(self) -> None:
+        # A client that stops reading must not grow the node's memory or slow the others:
+        # drop it at once (a close frame could not get through the full buffer anyway).
+        log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
+                    self.peer, self._outbound_limit)
+        self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.registry.discard(self)
+        self.transport = None
+        self._outbox = None
         if self.socket is not None:
             self.socket.closed()
             self.socket = None
 
-    def _check_idle(self) -> None:
-        idle_for = time.monotonic() - self.last_seen
-        if idle_for >= self.endpoint.server_timeout:
-            self._idle_timer = None
-            log.info("closing socket from %s: idle for %.0f s", self.request.remote_ip, idle_for)
-            self.close(CLOSE_NORMAL, "idle timeout")
-        else:
-            self._idle_timer = IOLoop.current().call_later(
-                self.endpoint.server_timeout - idle_for, self._check_idle)
+    # ---- inbound -------------------------------------------------------------------------------
 
-    # ---- Transport -----------------------------------------------------------------------------
+    def _message(self, payload: str | bytes) -> None:
+        if isinstance(payload, bytes) and self.socket is not None and self.socket.serializer is not V1:
+            log.warning("closing socket from %s: binary frames are not supported", self.peer)
+            self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            return
+        if self.socket is not None:
+            self.socket.receive(payload)
+
+    def _pinged(self, payload: bytes) -> None:
+        now = self.last_seen
+        if now - self._ping_second >= 1.0:
+            self._ping_second, self._pings = now, 0
+        self._pings += 1
+        if self._pings > PING_LIMIT:
+            log.warning("closing socket from %s: a ping flood (over %d pings in a second)", self.peer, PING_LIMIT)
+            self.close(CLOSE_POLICY, "ping flood")
+        else:
+            self.send_frame(pong_frame(payload))
+
+    def _close_received(self, payload: bytes) -> None:
+        try:
+            code, _ = rfc6455.parse_close(payload)
+        except ProtocolViolation as violation:
+            self._refuse(violation)
+            return
+        if not self._close_sent:
+            # Echo the client's code (RFC 6455 5.5.1); a close without one is answered with none.
+            self.send_frame(close_frame(code) if code != 1005 else b"\x88\x00")
+            self._close_sent = True
+        self.flush_outbox()
+        if self.transport is not None:
+            # The server closes the TCP connection first (RFC 6455 7.1.1).
+            self.transport.close()
+
+    def _refuse(self, violation: ProtocolViolation) -> None:
+        if violation.code == rfc6455.TOO_BIG:
+            log.warning("closing socket from %s: a frame over max_frame_size (%d bytes)",
+                        self.peer, self.reader.max_size)
+        else:
+            log.warning("closing socket from %s: %s", self.peer, violation.reason)
+        self.close(violation.code, violation.reason)
+
+    # ---- Transport (for PhoenixSocket) ---------------------------------------------------------
 
     prepare_frame = staticmethod(text_frame)
 
     def send_frame(self, frame: bytes) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        if self._close_sent or self.transport is None:
             return
-        if not self._outbox:
+        if self._outbox is None:
+            self._outbox = [frame]
+            self._outbox_size = len(frame)
             self.registry.flush_soon(self)
-        self._outbox.append(frame)
-        self._outbox_size += len(frame)
+        else:
+            self._outbox.append(frame)
+            self._outbox_size += len(frame)
         if self._outbox_size >= _EARLY_FLUSH:
-            # A burst goes to the stream now, whose bound (outbound_buffer) tells a slow
+            # A burst goes to the transport now, whose bound (outbound_buffer) tells a slow
             # reader from a busy loop iteration; the node holds at most that plus this.
             self.flush_outbox()
 
     def flush_outbox(self) -> None:
         """Writes every waiting frame in one go (called once per loop iteration)."""
-        if not self._outbox:
+        outbox, self._outbox = self._outbox, None
+        if outbox is None or self.transport is None or self.transport.is_closing():
             return
-        data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
-        self._outbox.clear()
-        self._outbox_size = 0
-        if self.ws_connection is None or self.ws_connection.stream.closed():
+        # asyncio's transport hands the bytes to the kernel at once when nothing is queued,
+        # and queues only what the kernel did not take.
+        self.transport.write(b"".join(outbox) if len(outbox) > 1 else outbox[0])
+
+    def close(self, code: int, reason: str) -> None:
+        if self._close_sent or self.transport is None:
             return
-        stream = self.ws_connection.stream
-        if not stream.writing() and not isinstance(stream, SSLIOStream):
-            # Nothing queued: hand the bytes to the kernel ourselves, which costs about half
-            # of what IOStream.write's buffering and bookkeeping do; IOStream keeps only what
-            # the kernel did not take, so the order of bytes and the buffer bound still hold.
-            try:
-                sent = stream.socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                stream.close()
-                return
-            if sent == len(data):
-                return
-            data = data[sent:]
-        try:
-            stream.write(data)
-        except StreamClosedError:
-            pass
-        except StreamBufferFullError:
-            self._drop_slow_consumer()
-
-    def _drop_slow_consumer(self) -> None:
-        # A client that stops reading must not grow the node's memory or slow the others:
-        # drop it at once (a close frame could not get through the full buffer anyway).
-        log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
-                    self.request.remote_ip, self.endpoint.outbound_buffer)
-        self._outbox.clear()
-        self._outbox_size = 0
-        assert self.ws_connection is not None
-        self.ws_connection.stream.close()
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.send_frame(close_frame(code, reason))
+        self._close_sent = True
         self.flush_outbox()
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpgradeHandler(tornado.web.RequestHandler):
+    """Checks a websocket request, then hands its connection to a ``WebSocket``."""
+
+    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry) -> None:
+        self.router = router
+        self.pubsub = pubsub
+        self.endpoint = endpoint
+        self.registry = registry
+
+    async def get(self) -> None:
+        vsn = self.get_query_argument("vsn", None)
+        serializer = for_vsn(vsn)
+        if serializer is None:
+            log.warning("refusing websocket from %s: unknown vsn %r", self.request.remote_ip, vsn)
+            self._refuse(403, f"unsupported serializer version {vsn!r}")
+            return
+        headers = self.request.headers
+        if headers.get("Upgrade", "").lower() != "websocket":
+            self._refuse(400, 'Can "Upgrade" only to "WebSocket".')
+            return
+        if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
+            self._refuse(400, '"Connection" must be "Upgrade".')
+            return
+        origin = headers.get("Origin")
+        if origin is not None and not origin_allowed(self.endpoint.check_origin, origin, self.request.host):
+            log.warning("refusing websocket from %s: origin %r not allowed for host %r (check_origin)",
+                        self.request.remote_ip, origin, self.request.host)
+            self._refuse(403, "Cross origin websockets not allowed")
+            return
+        if headers.get("Sec-WebSocket-Version") != "13":
+            self.set_header("Sec-WebSocket-Version", "13")
+            self._refuse(426, "websocket version 13 only")
+            return
+        key = headers.get("Sec-WebSocket-Key", "")
+        if not _valid_key(key):
+            self._refuse(400, "missing or invalid Sec-WebSocket-Key")
+            return
+        self.set_status(101)
+        self.application.log_request(self)  # Tornado's access line, as for any other request
+        taken = _take_socket(self.detach())
+        if taken is None:
+            return  # the client left during the handshake
+        sock, early = taken
+        response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n\r\n").encode("ascii")
+        websocket = WebSocket(self.registry, self.endpoint, serializer, self.router, self.pubsub,
+                              self.request.remote_ip or "unknown", (response, early))
         try:
-            super().close(code, reason)
-        except StreamBufferFullError:
-            if self.ws_connection is not None:
-                self.ws_connection.stream.close()
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
+        except OSError:
+            sock.close()
+
+    def _refuse(self, status: int, text: str) -> None:
+        self.set_status(status)
+        self.finish(text + "\n")
+
+
+def _valid_key(key: str) -> bool:
+    try:
+        return len(binascii.a2b_base64(key.encode("ascii"), strict_mode=True)) == 16
+    except (ValueError, UnicodeEncodeError):
+        return False
+
+
+def _take_socket(stream: IOStream) -> tuple[socket.socket, bytes] | None:
+    """The connection's socket, taken from Tornado, and any bytes the client sent after its
+    request that Tornado already read (a conforming client waits for the 101, but nothing it
+    sent may be lost). None if the client is gone."""
+    try:
+        pending = stream.read_bytes(1 << 30, partial=True)
+    except StreamClosedError:
+        return None
+    early = b""
+    if pending.done():
+        try:
+            early = pending.result()
+        except StreamClosedError:
+            return None
+    if stream.closed():
+        return None
+    # A duplicate descriptor outlives the stream's close, which unregisters the original from
+    # the event loop and releases everything Tornado held for the connection.
+    sock = stream.socket.dup()
+    stream.close()
+    return sock, early
+

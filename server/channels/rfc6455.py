@@ -1,0 +1,181 @@
+"""The websocket wire format (RFC 6455), server side, without I/O.
+
+``MessageReader`` takes bytes as they arrive and gives whole messages and control frames;
+a client that breaks the protocol gets a ``ProtocolViolation`` carrying the close code to
+answer with. The frames a server sends are built by the functions below, once, as bytes.
+
+An idle connection costs this module nothing but a ``MessageReader`` of five slots holding
+shared empty values: a node with 20,000 quiet sockets keeps no buffer for any of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+
+CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_DATA_OPCODES = (TEXT, BINARY)
+_CONTROL_OPCODES = (CLOSE, PING, PONG)
+
+PROTOCOL_ERROR = 1002
+INVALID_DATA = 1007
+TOO_BIG = 1009
+# Close codes a peer may put in a close frame (RFC 6455 7.4.1, 7.4.2): the rest are reserved.
+_SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class ProtocolViolation(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def accept_key(client_key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a handshake's ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1(client_key.encode("ascii") + _ACCEPT_GUID).digest()).decode("ascii")
+
+
+def _frame(first_byte: int, payload: bytes) -> bytes:
+    length = len(payload)
+    if length < 126:
+        return struct.pack("!BB", first_byte, length) + payload
+    if length <= 0xFFFF:
+        return struct.pack("!BBH", first_byte, 126, length) + payload
+    return struct.pack("!BBQ", first_byte, 127, length) + payload
+
+
+def text_frame(text: str) -> bytes:
+    """A complete, unmasked text frame: built once per broadcast and written as-is to every
+    socket, instead of re-framed per socket."""
+    return _frame(0x80 | TEXT, text.encode())
+
+
+def pong_frame(payload: bytes) -> bytes:
+    return _frame(0x80 | PONG, payload)
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    # A control frame carries at most 125 bytes: 2 for the code, the rest for the reason.
+    return _frame(0x80 | CLOSE, struct.pack("!H", code) + reason.encode()[:123])
+
+
+def unmask(mask: bytes, payload: bytes) -> bytes:
+    """XORs ``payload`` with the repeating 4-byte ``mask``, as one big-integer operation (C
+    speed, where a loop over bytes would cost a microsecond per byte pair)."""
+    length = len(payload)
+    if not length:
+        return payload
+    key = (mask * (length // 4 + 1))[:length]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """The code and reason of a client's close frame (1005, "" when it gave none)."""
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise ProtocolViolation(PROTOCOL_ERROR, "a close frame of one byte")
+    (code,) = struct.unpack_from("!H", payload)
+    if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+        raise ProtocolViolation(PROTOCOL_ERROR, f"close code {code} may not be sent")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolViolation(INVALID_DATA, "a close reason that is not UTF-8") from None
+    return code, reason
+
+
+class MessageReader:
+    """Client frames in, ``(opcode, payload)`` out: whole TEXT messages as ``str`` (UTF-8
+    checked), whole BINARY messages and CLOSE/PING/PONG frames as ``bytes``.
+
+    ``max_size`` bounds a message, however it is fragmented; a frame announcing more is
+    refused from its header, before any of its body is buffered.
+    """
+
+    __slots__ = ("max_size", "_pending", "_fragments", "_fragments_opcode", "_fragments_size")
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._pending = b""
+        self._fragments: list[bytes] | None = None
+        self._fragments_opcode = 0
+        self._fragments_size = 0
+
+    def receive(self, data: bytes) -> list[tuple[int, str | bytes]]:
+        """The messages completed by ``data``, in order. Raises ProtocolViolation."""
+        buffer = self._pending + data if self._pending else data
+        messages: list[tuple[int, str | bytes]] = []
+        position = 0
+        end = len(buffer)
+        while end - position >= 2:
+            first, second = buffer[position], buffer[position + 1]
+            opcode = first & 0x0F
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                header = 4
+                if end - position < header:
+                    break
+                (length,) = struct.unpack_from("!H", buffer, position + 2)
+            elif length == 127:
+                header = 10
+                if end - position < header:
+                    break
+                (length,) = struct.unpack_from("!Q", buffer, position + 2)
+            self._check_header(first, second, opcode, length)
+            frame_end = position + header + 4 + length
+            if frame_end > end:
+                break
+            mask_at = position + header
+            payload = unmask(buffer[mask_at:mask_at + 4], buffer[mask_at + 4:frame_end])
+            position = frame_end
+            message = self._assemble(first & 0x80, opcode, payload)
+            if message is not None:
+                messages.append(message)
+        self._pending = buffer[position:] if position < end else b""
+        return messages
+
+    def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
+        if first & 0x70:
+            raise ProtocolViolation(PROTOCOL_ERROR, "reserved bits set (no extension was agreed)")
+        if not second & 0x80:
+            raise ProtocolViolation(PROTOCOL_ERROR, "an unmasked frame from a client")
+        if opcode in _CONTROL_OPCODES:
+            if not first & 0x80 or length > 125:
+                raise ProtocolViolation(PROTOCOL_ERROR, "a fragmented or over-long control frame")
+            return
+        if opcode == CONTINUATION:
+            if self._fragments is None:
+                raise ProtocolViolation(PROTOCOL_ERROR, "a continuation frame with nothing to continue")
+        elif opcode in _DATA_OPCODES:
+            if self._fragments is not None:
+                raise ProtocolViolation(PROTOCOL_ERROR, "a new message inside a fragmented one")
+        else:
+            raise ProtocolViolation(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+        if self._fragments_size + length > self.max_size:
+            raise ProtocolViolation(TOO_BIG, f"a message over {self.max_size} bytes")
+
+    def _assemble(self, fin: int, opcode: int, payload: bytes) -> tuple[int, str | bytes] | None:
+        if opcode in _CONTROL_OPCODES:
+            return opcode, payload
+        if not fin:
+            if self._fragments is None:
+                self._fragments, self._fragments_opcode = [], opcode
+            self._fragments.append(payload)
+            self._fragments_size += len(payload)
+            return None
+        if self._fragments is not None:
+            self._fragments.append(payload)
+            payload = b"".join(self._fragments)
+            opcode = self._fragments_opcode
+            self._fragments, self._fragments_size = None, 0
+        if opcode == BINARY:
+            return opcode, payload
+        try:
+            return opcode, payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolViolation(INVALID_DATA, f"a text frame that is not UTF-8 ({exc.reason} at byte {exc.start})") from None
