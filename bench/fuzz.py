@@ -7,13 +7,14 @@
 
 Each *target* feeds one generated input to a decoder that faces untrusted bytes and checks its
 contract: it either accepts the input or refuses it with its own error (``DecodeError``,
-``FrameError``, ``HandshakeError``), and whatever it accepted can be written back out (a reply
-echoes a topic and a ref, a broadcast carries a payload). Anything else is a crash: another
-exception, a broken contract, or an ERROR logged by gossipy (a traceback a client can cause).
+``FrameError``, ``HandshakeError``, ``ProtocolViolation``), and whatever it accepted can be
+written back out (a reply echoes a topic and a ref, a broadcast carries a payload, a ping is
+answered with a pong). Anything else is a crash: another exception, a broken contract, or an
+ERROR logged by gossipy (a traceback a client can cause).
 
 The generators are structure-aware: most inputs are nearly valid (real frames, real handshake
 steps, JSON values) with one thing wrong, so they get past the first check; the rest are byte
-mutations of valid inputs and plain random bytes. ``tests/hardening/test_fuzz_decoders.py``
+mutations of valid inputs and plain random bytes. ``tests/hardening/test_hardening_fuzz.py``
 drives the same targets with hypothesis (a small sample, shrinking) in the default test run.
 
 Why not atheris (measured, atheris 3.0.0 on this code before the strict-JSON fix): coverage
@@ -47,10 +48,11 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from server import chat  # noqa: E402
+from server.channels import rfc6455  # noqa: E402
 from server.channels import serializer as wire  # noqa: E402
 from server.channels.serializer import V1, V2, DecodeError, Message  # noqa: E402
 from server.channels.socket import PhoenixSocket, Router  # noqa: E402
-from server.channels.rfc6455 import text_frame  # noqa: E402
+from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame  # noqa: E402
 from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError,  # noqa: E402
                                     FrameType, encode)
 from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State  # noqa: E402
@@ -281,6 +283,80 @@ def handshake_pair_target(case: tuple[int, int]) -> bool:
     return False
 
 
+_WS_CODES = {rfc6455.PROTOCOL_ERROR, rfc6455.INVALID_DATA, rfc6455.TOO_BIG}
+
+
+def _ws_messages(reader: MessageReader, chunks: list[bytes]) -> tuple[list[tuple[int, str | bytes]], int | None]:
+    """What the websocket transport gets from ``chunks``: the messages, and the code of the
+    first ProtocolViolation. Like the transport, it goes on feeding the reader after one (it
+    waits for the client's close): later chunks too may only give messages or violations."""
+    messages: list[tuple[int, str | bytes]] = []
+    code = None
+    for chunk in chunks:
+        try:
+            got = reader.receive(chunk)
+        except ProtocolViolation as exc:
+            if exc.code not in _WS_CODES:
+                raise Crash(f"a ProtocolViolation with close code {exc.code}") from None
+            code = exc.code if code is None else code
+            continue
+        if code is None:
+            messages += got
+    return messages, code
+
+
+def websocket_target(case: tuple[int, bytes, list[int]]) -> bool:
+    """The websocket MessageReader: client frames in, messages or a ProtocolViolation (1002,
+    1007 or 1009) out, the same however the bytes are cut; every message well-typed, within
+    the limits, and answerable (a pong for a ping, an echoed code for a close). True if every
+    byte was taken without a violation."""
+    max_size, data, cuts = case
+    expected, expected_code = _ws_messages(MessageReader(max_size), [data])
+    points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    got, code = _ws_messages(MessageReader(max_size), [data[a:b] for a, b in zip(points, points[1:])])
+    if code != expected_code:
+        raise Crash(f"refused with {code} in pieces and with {expected_code} whole")
+    if expected_code is None and got != expected:
+        raise Crash("different messages depending on where the bytes were cut")
+    for opcode, payload in got:
+        if opcode == rfc6455.TEXT:
+            if not isinstance(payload, str):
+                raise Crash(f"a text message as {type(payload).__name__}")
+            if len(payload.encode()) > max_size:  # (a lone surrogate would raise here)
+                raise Crash(f"a text message of {len(payload.encode())} bytes")
+            text_frame(payload)
+        elif not isinstance(payload, bytes):
+            raise Crash(f"opcode {opcode:#x} with a {type(payload).__name__} payload")
+        elif opcode == rfc6455.BINARY:
+            if len(payload) > max_size:
+                raise Crash(f"a binary message of {len(payload)} bytes")
+        elif opcode not in (rfc6455.CLOSE, rfc6455.PING, rfc6455.PONG) or len(payload) > 125:
+            raise Crash(f"a control frame of opcode {opcode:#x} and {len(payload)} bytes")
+        elif opcode == rfc6455.PING:
+            rfc6455.pong_frame(payload)
+        elif opcode == rfc6455.CLOSE:
+            _ws_close(payload)
+    return code is None
+
+
+def _ws_close(payload: bytes) -> None:
+    """A client's close is answered as the transport answers it, with its code (or none), or
+    refused with a close the client can parse (a code and a UTF-8 reason, within 125 bytes)."""
+    try:
+        code, _ = rfc6455.parse_close(payload)
+        answer = rfc6455.close_frame(code) if code != 1005 else b"\x88\x00"
+    except ProtocolViolation as exc:
+        if exc.code not in _WS_CODES:
+            raise Crash(f"a close refused with close code {exc.code}") from None
+        answer = rfc6455.close_frame(exc.code, exc.reason)
+    if answer[1] > 125:
+        raise Crash(f"a close frame of {answer[1]} bytes")
+    try:
+        rfc6455.parse_close(answer[2:])
+    except ProtocolViolation as exc:
+        raise Crash(f"a close answer that its own parse_close refuses ({exc.code})") from None
+
+
 class _FakeNode:
     is_connected = True
 
@@ -326,6 +402,7 @@ TARGETS: dict[str, Callable[[Any], bool]] = {
     "handshake": handshake_target,
     "handshake_pair": handshake_pair_target,
     "peer_broadcast": peer_broadcast_target,
+    "websocket": websocket_target,
 }
 
 
@@ -446,7 +523,8 @@ class Gen:
             V1.encode(Message(None, "1", TOPIC, wire.JOIN, {}))
         frames: list[str | bytes] = [join] if self.r.random() < 0.8 else []
         frames += [self.phoenix_frame(vsn) for _ in range(self.r.randrange(1, 5))]
-        # Tornado hands a text frame over as str, decoded strictly; only V1 takes binary frames.
+        # The websocket reader hands a text frame over as str, decoded strictly; only V1 takes
+        # binary frames.
         if vsn == V2.vsn:
             frames = [f.decode("utf-8", "replace") if isinstance(f, bytes) else f for f in frames]
         return vsn, frames
@@ -520,6 +598,88 @@ class Gen:
         data = self.dumps(value).encode("utf-8", "surrogatepass")
         return self.mutate(data) if r.random() < 0.3 else data
 
+    # -- client websocket frames
+    def ws_payload(self, opcode: int) -> bytes:
+        r = self.r
+        k = r.random()
+        if opcode == rfc6455.CLOSE and k < 0.7:
+            code = r.choice([1000, 1001, 1002, 1007, 1011, 1014, 3000, 4999, 0, 999, 1004, 1005, 1006, 1015, 1016,
+                             2999, 5000, 65535])
+            return code.to_bytes(2, "big") + self.string().encode("utf-8", "surrogatepass")[:r.choice([123, 200])]
+        if k < 0.2:
+            return self.dumps(self.phoenix_value(r.choice([V1.vsn, V2.vsn]))).encode("utf-8", "surrogatepass")
+        if k < 0.75:
+            return self.string().encode("utf-8", "surrogatepass")
+        if k < 0.97:
+            return r.randbytes(r.randrange(0, 40))
+        # Around the length encodings' bounds (7, 16, 64 bits) and the limits.
+        return bytes(r.choice([0, 0x80, 0xFF])) * r.choice([125, 126, 127, 200, 1000, 1001, 0xFFFF, 0x10000])
+
+    def ws_frame(self, opcode: int, payload: bytes, fin: bool) -> bytes:
+        """A client frame, mostly as RFC 6455 5.2 has it: sometimes a reserved bit, no mask, a
+        longer length field than needed, or a length that is not the payload's."""
+        r = self.r
+        first = (0x80 if fin else 0) | opcode
+        if r.random() < 0.03:
+            first |= r.choice([0x40, 0x20, 0x10])
+        length = len(payload)
+        if r.random() < 0.05:  # a lie: a truncated frame, or the next frame's bytes as this one's
+            length = r.choice([0, 1, 125, 126, 127, 0xFFFF, 0x10000, length + 1, max(0, length - 1), 2**63,
+                               2**64 - 1, (1 << 62) + 5])
+        width = 0 if length < 126 else 2 if length <= 0xFFFF else 8
+        if r.random() < 0.05:  # not the shortest length field (RFC 6455 wants it, readers accept it)
+            width = r.choice([w for w in (2, 8) if w >= width])
+        masked = r.random() > 0.03
+        head = bytes((first, (0x80 if masked else 0) | {0: length, 2: 126, 8: 127}[width]))
+        head += length.to_bytes(width, "big") if width else b""
+        if not masked:
+            return head + payload
+        if len(payload) > 1000 or r.random() < 0.1:  # a key of zeros masks nothing (and costs nothing)
+            return head + b"\0\0\0\0" + payload
+        key = r.randbytes(4)
+        return head + key + rfc6455.unmask(key, payload)
+
+    def ws_stream(self) -> bytes:
+        """Messages, fragmented at random bytes (a character split across two fragments, say),
+        with control frames between the fragments, and now and then a frame out of place."""
+        r = self.r
+        out = bytearray()
+        for _ in range(r.randrange(0, 6)):
+            k = r.random()
+            opcode = r.choice([rfc6455.TEXT, rfc6455.TEXT, rfc6455.BINARY, rfc6455.PING, rfc6455.PONG,
+                               rfc6455.CLOSE]) if k < 0.92 else r.randrange(16)
+            payload = self.ws_payload(opcode)
+            if opcode in (rfc6455.TEXT, rfc6455.BINARY) and r.random() < 0.4:
+                cuts = sorted(r.randrange(len(payload) + 1) for _ in range(r.randrange(1, 4)))
+                pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)])]
+                for i, piece in enumerate(pieces):
+                    last = i == len(pieces) - 1
+                    out += self.ws_frame(opcode if i == 0 else rfc6455.CONTINUATION, piece,
+                                         fin=last if r.random() < 0.95 else not last)
+                    if not last and r.random() < 0.3:
+                        control = r.choice([rfc6455.PING, rfc6455.PONG, rfc6455.CLOSE, rfc6455.TEXT])
+                        out += self.ws_frame(control, self.ws_payload(control), fin=r.random() < 0.95)
+            else:
+                out += self.ws_frame(opcode, payload, fin=r.random() < 0.95)
+        return bytes(out)
+
+    def websocket_case(self) -> tuple[int, bytes, list[int]]:
+        r = self.r
+        data = self.ws_stream()
+        k = r.random()
+        if k < 0.2:
+            data = self.mutate(data)
+        elif k < 0.3:  # the head of one stream, the tail of another
+            other = self.ws_stream()
+            data = data[:r.randrange(len(data) + 1)] + other[r.randrange(len(other) + 1):]
+        elif k < 0.35:
+            data = data[:r.randrange(len(data) + 1)]
+        if len(data) < 300 and r.random() < 0.1:
+            cuts = list(range(len(data)))  # a byte at a time
+        else:
+            cuts = [r.randrange(len(data) + 1) for _ in range(r.randrange(0, 8))]
+        return r.choice([64 * 1024, 1000, 125, 16, 1]), data, cuts
+
     def case(self, target: str) -> Any:
         if target == "serializer":
             return self.serializer_case()
@@ -531,6 +691,8 @@ class Gen:
             return self.handshake_case()
         if target == "handshake_pair":
             return self.r.randrange(5), self.r.getrandbits(32)
+        if target == "websocket":
+            return self.websocket_case()
         return self.peer_broadcast_case()
 
 
@@ -590,8 +752,8 @@ def run_target(target: str, inputs: int, seed: int) -> Result:
     return Result(target, inputs, accepted, time.perf_counter() - started, crashes)
 
 
-WEIGHTS = {"serializer": 0.3, "socket": 0.15, "frame_decoder": 0.2, "handshake": 0.15, "handshake_pair": 0.1,
-           "peer_broadcast": 0.1}
+WEIGHTS = {"serializer": 0.25, "socket": 0.15, "frame_decoder": 0.15, "handshake": 0.15, "handshake_pair": 0.1,
+           "peer_broadcast": 0.1, "websocket": 0.1}
 
 
 def _job(args: tuple[str, int, int]) -> Result:
