@@ -287,6 +287,17 @@ def test_each_violation_is_found_however_the_bytes_arrive(data: bytes, code: int
     assert violation(valid + data).code == code
 
 
+@pytest.mark.parametrize("data, code", VIOLATIONS.values(), ids=VIOLATIONS.keys())
+def test_messages_before_a_violation_come_with_it_and_nothing_after_it(data: bytes, code: int) -> None:
+    reader = MessageReader(BIG)
+    valid = client_frame(TEXT, b"first") + client_frame(PING, b"p")
+    with pytest.raises(ProtocolViolation) as raised:
+        reader.receive(valid + data + client_frame(TEXT, b"after"))
+    assert raised.value.messages == [(TEXT, "first"), (PING, b"p"), *violation(data).messages]
+    assert reader.failed
+    assert reader.receive(client_frame(TEXT, b"later") + client_frame(CLOSE, b"\x03\xe8")) == []
+
+
 def test_the_header_decides_before_the_body_arrives() -> None:
     # Everything but the body: refused as soon as the header (with or without the masking key)
     # is in, for headers whose length field alone tells the frame is wrong.
@@ -441,11 +452,6 @@ def test_close_frame_truncates_a_long_reason_to_fit_125_bytes() -> None:
 
 # Byte 123 of each reason falls inside a character: 2-byte characters end at every even byte,
 # "ab" and 3-byte ones at 122 and 125, "a" and 4-byte ones at 121 and 125.
-@pytest.mark.xfail(strict=True, raises=ProtocolViolation,
-                   reason="BUG in rfc6455.close_frame: reason.encode()[:123] can cut a multi-byte UTF-8 character "
-                          "in half, so the close frame carries a reason that is not UTF-8 (a conforming client "
-                          "fails the connection with 1007). Fix: drop the partial character, e.g. "
-                          "reason.encode()[:123].decode('utf-8', 'ignore').encode().")
 @pytest.mark.parametrize("reason", ["é" * 100, "ab" + "✓" * 50, "a" + "💬" * 40],
                          ids=["2-byte", "3-byte", "4-byte"])
 def test_close_frame_truncation_never_cuts_a_character(reason: str) -> None:

@@ -4,8 +4,8 @@
 a client that breaks the protocol gets a ``ProtocolViolation`` carrying the close code to
 answer with. The frames a server sends are built by the functions below, once, as bytes.
 
-An idle connection costs this module nothing but a ``MessageReader`` of five slots holding
-shared empty values: a node with 20,000 quiet sockets keeps no buffer for any of them.
+An idle connection costs this module nothing but a ``MessageReader`` of a few slots holding
+shared values: a node with 20,000 quiet sockets keeps no buffer for any of them.
 """
 
 from __future__ import annotations
@@ -27,10 +27,15 @@ _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class ProtocolViolation(Exception):
+    """The client broke RFC 6455; ``code`` is the close code to answer with. ``messages`` are
+    the whole messages that came before the offence in the same ``receive``: the client sent
+    them before it went wrong, so they are handled, in order."""
+
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.messages: list[tuple[int, str | bytes]] = []
 
 
 def accept_key(client_key: str) -> str:
@@ -59,7 +64,9 @@ def pong_frame(payload: bytes) -> bytes:
 
 def close_frame(code: int, reason: str = "") -> bytes:
     # A control frame carries at most 125 bytes: 2 for the code, the rest for the reason.
-    return _frame(0x80 | CLOSE, struct.pack("!H", code) + reason.encode()[:123])
+    # Cut at a character boundary: a reason that is not UTF-8 makes the client fail the close.
+    fitting = reason.encode()[:123].decode("utf-8", "ignore").encode()
+    return _frame(0x80 | CLOSE, struct.pack("!H", code) + fitting)
 
 
 def unmask(mask: bytes, payload: bytes) -> bytes:
@@ -93,22 +100,49 @@ class MessageReader:
     checked), whole BINARY messages and CLOSE/PING/PONG frames as ``bytes``.
 
     ``max_size`` bounds a message, however it is fragmented; a frame announcing more is
-    refused from its header, before any of its body is buffered.
+    refused from its header, before any of its body is buffered. After a violation the
+    reader takes nothing more: where the next frame starts is unknowable, and RFC 6455 7.1.7
+    says to process no further data from a client that failed the connection.
     """
 
-    __slots__ = ("max_size", "_pending", "_fragments", "_fragments_opcode", "_fragments_size")
+    __slots__ = ("max_size", "failed", "_pending", "_fragments", "_fragments_opcode", "_fragments_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._pending = b""
+        self.failed = False
+        # Bytes of an unfinished frame: a bytearray that grows in place while a frame trickles
+        # in (joining bytes objects would copy the whole frame on every read).
+        self._pending: bytearray | None = None
         self._fragments: list[bytes] | None = None
         self._fragments_opcode = 0
         self._fragments_size = 0
 
     def receive(self, data: bytes) -> list[tuple[int, str | bytes]]:
         """The messages completed by ``data``, in order. Raises ProtocolViolation."""
-        buffer = self._pending + data if self._pending else data
+        if self.failed:
+            return []
+        buffer: bytes | bytearray = data
+        if self._pending is not None:
+            self._pending += data
+            buffer = self._pending
         messages: list[tuple[int, str | bytes]] = []
+        try:
+            position = self._parse(buffer, messages)
+        except ProtocolViolation as violation:
+            self.failed = True
+            self._pending = self._fragments = None
+            violation.messages = messages
+            raise
+        if position == len(buffer):
+            self._pending = None
+        elif buffer is self._pending:
+            del buffer[:position]
+        else:
+            self._pending = bytearray(memoryview(buffer)[position:])
+        return messages
+
+    def _parse(self, buffer: bytes | bytearray, messages: list[tuple[int, str | bytes]]) -> int:
+        """Appends the whole frames' messages to ``messages``; where the unfinished rest starts."""
         position = 0
         end = len(buffer)
         while end - position >= 2:
@@ -131,13 +165,12 @@ class MessageReader:
             if frame_end > end:
                 break
             mask_at = position + header
-            payload = unmask(buffer[mask_at:mask_at + 4], buffer[mask_at + 4:frame_end])
+            payload = unmask(bytes(buffer[mask_at:mask_at + 4]), bytes(buffer[mask_at + 4:frame_end]))
             position = frame_end
             message = self._assemble(first & 0x80, opcode, payload)
             if message is not None:
                 messages.append(message)
-        self._pending = buffer[position:] if position < end else b""
-        return messages
+        return position
 
     def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
         if first & 0x70:

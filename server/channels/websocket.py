@@ -147,8 +147,8 @@ class WebSocket(asyncio.Protocol):
 
     # ---- asyncio.Protocol ----------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport) and self._handover is not None
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        assert self._handover is not None
         self.transport = transport
         transport.set_write_buffer_limits(high=self._outbound_limit)
         self.registry.add(self)
@@ -163,8 +163,12 @@ class WebSocket(asyncio.Protocol):
         try:
             messages = self.reader.receive(data)
         except ProtocolViolation as violation:
-            self._refuse(violation)
+            self._handle(violation.messages)
+            self._fail(violation)
             return
+        self._handle(messages)
+
+    def _handle(self, messages: list[tuple[int, str | bytes]]) -> None:
         for opcode, payload in messages:
             if opcode == rfc6455.CLOSE:
                 self._close_received(payload)
@@ -221,7 +225,7 @@ class WebSocket(asyncio.Protocol):
         try:
             code, _ = rfc6455.parse_close(payload)
         except ProtocolViolation as violation:
-            self._refuse(violation)
+            self._fail(violation)
             return
         if not self._close_sent:
             # Echo the client's code (RFC 6455 5.5.1); a close without one is answered with none.
@@ -232,13 +236,19 @@ class WebSocket(asyncio.Protocol):
             # The server closes the TCP connection first (RFC 6455 7.1.1).
             self.transport.close()
 
-    def _refuse(self, violation: ProtocolViolation) -> None:
+    def _fail(self, violation: ProtocolViolation) -> None:
+        """The client broke the protocol: say why in a close frame, and end our side of the
+        stream after it (RFC 6455 7.1.7). Its further bytes are read and dropped, not left
+        unread: closing a socket with unread bytes resets it, and the reset could destroy the
+        close frame before the client reads it."""
         if violation.code == rfc6455.TOO_BIG:
             log.warning("closing socket from %s: a frame over max_frame_size (%d bytes)",
                         self.peer, self.reader.max_size)
         else:
             log.warning("closing socket from %s: %s", self.peer, violation.reason)
         self.close(violation.code, violation.reason)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write_eof()
 
     # ---- Transport (for PhoenixSocket) ---------------------------------------------------------
 

@@ -129,6 +129,26 @@ async def test_frames_after_a_bad_frame_are_not_handled(node: Node) -> None:
     one_warning(node, "bad frame")
 
 
+async def test_what_came_before_a_protocol_error_is_handled_then_1002_and_the_node_ends_its_side(node: Node) -> None:
+    """A join and a shout, then an unmasked frame, in one packet: the node handles what the
+    client sent before it broke the protocol, answers 1002, and half-closes (RFC 6455 7.1.7)
+    without reading anything after the offence."""
+    listener = await join_room(node)
+    sender = await in_thread(RawWebSocket.connect, node.port)
+    shout = '{"topic":"room:1","event":"shout","payload":{"message":"before the offence"},"ref":"2"}'
+    unmasked = struct.pack("!BB", 0x81, 5) + b"hello"
+    late = '{"topic":"room:1","event":"shout","payload":{"message":"after the offence"},"ref":"3"}'
+    await in_thread(sender.sock.sendall, b"".join([_masked_text(JOIN_V1), _masked_text(shout), unmasked,
+                                                     _masked_text(late)]))
+    assert (await listener.receive_until(lambda f: f.event == "shout")).payload == {"message": "before the offence"}
+    assert await in_thread(sender.close_code) == 1002
+    assert await in_thread(sender.sock.recv, 1) == b""  # the node's FIN follows its close frame
+    sender.close()
+    await listener.assert_silent(0.3)
+    await still_chatting(node, listener)
+    one_warning(node, "unmasked")
+
+
 def _masked_text(text: str) -> bytes:
     payload = text.encode()
     assert len(payload) < 126
