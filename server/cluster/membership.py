@@ -471,13 +471,13 @@ class Node:
             log.warning("closing a second stream to %s (%s)", info.name, how)
             writer.transport.abort()
             return
-        peer = Peer(info, reader, writer, decoder, ticktime=self._dist.net_ticktime, max_queue=self._max_queue,
+        peer = Peer(info, writer, decoder, ticktime=self._dist.net_ticktime, max_queue=self._max_queue,
                     on_frame=self._on_frame, on_down=self._on_down)
         self._up[info.name] = peer
         want = self._want(info.name, configured=False)
         want.last_failure = None
         log.info("node up: %s at %s (%s)", info.name, peer.address, how)
-        peer.start(early)
+        peer.start(reader, early)
         peer.send(encode_json(FrameType.MEMBERS, {"nodes": [n for n in self._up if n != info.name]}))
         self._up_changed.set()
         want.changed.set()

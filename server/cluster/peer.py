@@ -89,42 +89,68 @@ async def read_frame(reader: asyncio.StreamReader, decoder: FrameDecoder, frames
     return frames.pop(0)
 
 
-class Peer:
-    """An up stream to one peer node.
+class Peer(asyncio.Protocol):
+    """An up stream to one peer node: the transport's protocol once :meth:`start` takes it
+    over from the handshake's streams, so each read is decoded and dispatched in the loop's
+    read callback, with no reader buffer and no task to wake.
 
     ``on_frame(peer, frame)`` gets each BROADCAST and MEMBERS frame in the order sent;
     ``on_down(peer, reason)`` is called exactly once, whatever ends the stream (reset, silence,
     LEAVE, overflow, a bad frame, or :meth:`close`).
     """
 
-    def __init__(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 decoder: FrameDecoder, *, ticktime: float, max_queue: int = MAX_QUEUE,
+    def __init__(self, info: PeerInfo, writer: asyncio.StreamWriter, decoder: FrameDecoder, *,
+                 ticktime: float, max_queue: int = MAX_QUEUE,
                  on_frame: Callable[[Peer, Frame], None], on_down: Callable[[Peer, str], None]) -> None:
         self.info = info
         self.name = info.name
         self.address = _address(writer)
-        self._reader = reader
+        # Kept for as long as the session: a StreamWriter that is collected closes its transport.
         self._writer = writer
         self._transport = writer.transport
+        self._loop = asyncio.get_running_loop()
         self._decoder = decoder
         self._ticktime = ticktime
+        self._tick_interval = ticktime / TICKS_PER_TICKTIME
         self._max_queue = max_queue
         self._on_frame = on_frame
         self._on_down = on_down
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._silent = 0
         self._heard = False
         self._wrote = False
         self._down_reason: str | None = None
+        self._lost = self._loop.create_future()
         # True once the peer said it is leaving (a clean stop), rather than going silent or away.
         self.left = False
-        self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self, early_frames: list[Frame]) -> None:
-        """Starts reading and ticking; ``early_frames`` arrived with the end of the handshake."""
-        self._tasks = [asyncio.create_task(self._read(early_frames), name=f"peer-read {self.name}"),
-                       asyncio.create_task(self._tick(), name=f"peer-tick {self.name}")]
+    def start(self, reader: asyncio.StreamReader, early_frames: list[Frame]) -> None:
+        """Takes the transport over from the handshake's ``reader``, then handles, in the order
+        they arrived, ``early_frames`` (run_handshake's), the bytes ``reader`` still holds, and
+        an end of stream it saw; what arrives later comes to :meth:`data_received`."""
+        transport = self._transport
+        transport.set_protocol(self)
+        self._tick_handle = self._loop.call_later(self._tick_interval, self._tick)
+        self._dispatch(early_frames)
+        lost = reader.exception()
+        # StreamReader has no public way to hand over what it holds without awaiting (and
+        # awaiting would let more bytes arrive behind it). The reader fed nothing since
+        # set_protocol, so this is all it will ever have.
+        held = bytes(reader._buffer)
+        reader._buffer.clear()
+        if held:
+            self.data_received(held)
+        if lost is not None:
+            self.connection_lost(lost)
+        elif reader._eof:
+            self.eof_received()
+        else:
+            # The reader pauses the transport when its buffer fills; this session reads all
+            # there is at once, so it never needs to.
+            transport.resume_reading()
 
     def send(self, data: bytes) -> None:
         """Queues encoded frames; they go out, in order, at the end of this loop iteration."""
@@ -135,7 +161,7 @@ class Peer:
         if self._pending_bytes + self._transport.get_write_buffer_size() > self._max_queue:
             self.close(f"send queue overflow (over {self._max_queue} bytes unsent; the peer is not reading)")
         elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -160,10 +186,10 @@ class Peer:
         self.send(_LEAVE)
         self._flush()
         self._down("this node is leaving")
-        self._writer.close()
+        self._transport.close()
         try:
-            await asyncio.wait_for(self._writer.wait_closed(), timeout)
-        except (TimeoutError, ConnectionError):
+            await asyncio.wait_for(asyncio.shield(self._lost), timeout)
+        except TimeoutError:
             self._transport.abort()
 
     def _down(self, reason: str) -> bool:
@@ -173,27 +199,34 @@ class Peer:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
         self._on_down(self, reason)
         return True
 
-    async def _read(self, early_frames: list[Frame]) -> None:
+    # ---- the transport's calls -------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._heard = True
         try:
-            self._dispatch(early_frames)
-            while self._down_reason is None:
-                data = await self._reader.read(READ_SIZE)
-                if not data:
-                    self.close("the connection was closed")
-                    return
-                self._heard = True
-                self._dispatch(self._decoder.receive_data(data))
+            frames = self._decoder.receive_data(data)
         except FrameError as exc:
             self.close(f"bad frame: {exc}")
-        except OSError as exc:
-            self.close(f"the connection was reset ({exc.__class__.__name__})")
+            return
+        self._dispatch(frames)
+
+    def eof_received(self) -> bool:
+        self.close("the connection was closed")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None:
+            self._down("the connection was closed")
+        else:
+            self._down(f"the connection was reset ({exc.__class__.__name__})")
+        if not self._lost.done():
+            self._lost.set_result(None)
 
     def _dispatch(self, frames: list[Frame]) -> None:
         for frame in frames:
@@ -213,24 +246,23 @@ class Peer:
             else:
                 self.close(f"unexpected {frame_type.name} frame in an up session")
 
-    async def _tick(self) -> None:
-        interval = self._ticktime / TICKS_PER_TICKTIME
-        silent = 0
-        while self._down_reason is None:
-            await asyncio.sleep(interval)
-            if self._heard:
-                self._heard = False
-                silent = 0
-            else:
-                silent += 1
-                if silent >= TICKS_PER_TICKTIME:
-                    self.close(f"nothing heard for {self._ticktime:g} s (net_ticktime)")
-                    return
-            if not self._wrote:
-                # Straight to the transport: a tick orders nothing, and must not count as
-                # the write that makes the next tick unnecessary.
-                self._transport.write(_TICK)
-            self._wrote = False
+    def _tick(self) -> None:
+        # A timer rather than a task that sleeps: one TimerHandle per interval instead of a
+        # Future, a TimerHandle and a task step, and _down cancels it without a CancelledError.
+        if self._heard:
+            self._heard = False
+            self._silent = 0
+        else:
+            self._silent += 1
+            if self._silent >= TICKS_PER_TICKTIME:
+                self.close(f"nothing heard for {self._ticktime:g} s (net_ticktime)")
+                return
+        if not self._wrote:
+            # Straight to the transport: a tick orders nothing, and must not count as
+            # the write that makes the next tick unnecessary.
+            self._transport.write(_TICK)
+        self._wrote = False
+        self._tick_handle = self._loop.call_later(self._tick_interval, self._tick)
 
 
 def describe_os_error(exc: OSError) -> str:
