@@ -375,18 +375,15 @@ WAITING = "waiting in epoll (wake-ups; not CPU)"
 # that matches, so a remote broadcast delivered to local sockets counts as fan-out, and the
 # peer stream's own writes as cluster.
 _PARTS = [
-    ("socket writes (flush, iostream)", ("flush_outbox", "SocketRegistry._flush", "write_to_fd", "_handle_write",
-                                         "BaseIOStream.write", "WebSocketProtocol13._write_frame", "write_message")),
+    ("socket writes (flush)", ("flush_outbox", "SocketRegistry._flush")),
     ("fan-out (pubsub dispatch, deliver, frame)", ("deliver", "local_broadcast", "send_frame", "encode_broadcast",
                                                   "text_frame", "PubSub.broadcast")),
-    # gossipy's peer streams and the Redis way's Redis connections are both asyncio streams;
-    # Tornado's websockets are not, so asyncio transport frames are node-to-node traffic.
     ("node-to-node (peer streams / Redis client)", ("/cluster/", "server.cluster", "redis/", "redis_adapter",
-                                                    "RedisAdapter", "_SelectorSocketTransport", "StreamReader",
-                                                    "asyncio/streams.py")),
-    ("reading client frames", ("_receive_frame", "_read_bytes", "on_message", "read_bytes", "_read_to_buffer",
-                               "PhoenixSocket.receive", "_handle_read")),
+                                                    "RedisAdapter", "StreamReader", "asyncio/streams.py")),
+    ("reading client frames", ("rfc6455.py", "data_received (server/channels/websocket.py)",
+                               "_handle (server/channels/websocket.py)", "PhoenixSocket.receive")),
     ("logging", ("logging/",)),
+    # Under uvloop the loop itself is C: what shows here is Tornado's callbacks (HTTP, timers).
     ("event loop", ("_run_once", "Handle._run", "_handle_events", "IOLoop._run_callback")),
 ]
 
