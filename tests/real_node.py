@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import signal
 import socket
@@ -164,20 +165,36 @@ def run_node(*args: str, env: dict[str, str] | None = None, timeout: float = 30.
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports below the kernel's ephemeral range: a port from bind(..., 0) is free only until the
+# probe closes, and any outgoing connection (thousands, in the abuse tests) may take it before
+# the node binds it; the kernel never hands out these on its own.
+_PICKABLE = range(20000, max(20001, _ephemeral_low()))
+_handed_out: set[int] = set()
+
+
 def free_port(hosts: Iterable[str]) -> int:
-    """A TCP port that is free on every one of ``hosts``."""
+    """A TCP port that is free on every one of ``hosts``, never the same twice in a test run."""
     hosts = list(hosts)
     while True:
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
+        port = random.choice(_PICKABLE)
+        if port in _handed_out:
+            continue
         try:
-            for host in hosts[1:]:
-                with socket.socket() as other:
-                    other.bind((host, port))
-            return port
+            for host in hosts:
+                with socket.socket() as probe:
+                    probe.bind((host, port))
         except OSError:
             continue
+        _handed_out.add(port)
+        return port
 
 
 class NodeStarter:
