@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -355,6 +356,24 @@ def test_fragments_summing_to_max_size_exactly_are_accepted() -> None:
     data = b"".join(client_frame(TEXT if i == 0 else CONTINUATION, b"y" * 25, fin=i == 3) for i in range(4))
     assert MessageReader(100).receive(data) == [(TEXT, "y" * 100)]
     assert violation(data + client_frame(TEXT, b"z" * 101), max_size=100).code == 1009
+
+
+def test_endless_empty_continuation_frames_hold_no_memory() -> None:
+    """max_size counts bytes; a fragment container that grew per frame would let 6-byte empty
+    continuations grow a socket's memory without bound."""
+    reader = MessageReader(64 * 1024)
+    reader.receive(client_frame(TEXT, b"start", fin=False))
+    empty = client_frame(CONTINUATION, b"", fin=False) * 1000
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(100):
+            assert reader.receive(empty) == []
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 16 * 1024, grown  # a list entry per frame would be ~800 KB
+    assert reader.receive(client_frame(CONTINUATION, b" end")) == [(TEXT, "start end")]
 
 
 def test_many_small_messages_are_not_summed() -> None:

@@ -105,7 +105,7 @@ class MessageReader:
     says to process no further data from a client that failed the connection.
     """
 
-    __slots__ = ("max_size", "failed", "_pending", "_fragments", "_fragments_opcode", "_fragments_size")
+    __slots__ = ("max_size", "failed", "_pending", "_fragments", "_fragments_opcode")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
@@ -113,9 +113,10 @@ class MessageReader:
         # Bytes of an unfinished frame: a bytearray that grows in place while a frame trickles
         # in (joining bytes objects would copy the whole frame on every read).
         self._pending: bytearray | None = None
-        self._fragments: list[bytes] | None = None
+        # One growing bytearray, not a list of fragments: a list would grow by an entry per
+        # (even empty) continuation frame, which max_size, counting bytes, would never stop.
+        self._fragments: bytearray | None = None
         self._fragments_opcode = 0
-        self._fragments_size = 0
 
     def receive(self, data: bytes) -> list[tuple[int, str | bytes]]:
         """The messages completed by ``data``, in order. Raises ProtocolViolation."""
@@ -189,7 +190,7 @@ class MessageReader:
                 raise ProtocolViolation(PROTOCOL_ERROR, "a new message inside a fragmented one")
         else:
             raise ProtocolViolation(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
-        if self._fragments_size + length > self.max_size:
+        if (len(self._fragments) if self._fragments is not None else 0) + length > self.max_size:
             raise ProtocolViolation(TOO_BIG, f"a message over {self.max_size} bytes")
 
     def _assemble(self, fin: int, opcode: int, payload: bytes) -> tuple[int, str | bytes] | None:
@@ -197,15 +198,14 @@ class MessageReader:
             return opcode, payload
         if not fin:
             if self._fragments is None:
-                self._fragments, self._fragments_opcode = [], opcode
-            self._fragments.append(payload)
-            self._fragments_size += len(payload)
+                self._fragments, self._fragments_opcode = bytearray(), opcode
+            self._fragments += payload
             return None
         if self._fragments is not None:
-            self._fragments.append(payload)
-            payload = b"".join(self._fragments)
+            self._fragments += payload
+            payload = bytes(self._fragments)
             opcode = self._fragments_opcode
-            self._fragments, self._fragments_size = None, 0
+            self._fragments = None
         if opcode == BINARY:
             return opcode, payload
         try:

@@ -60,9 +60,13 @@ class SocketRegistry:
         self._server_timeout = server_timeout
         self._waiting: list[WebSocket] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        # Set by close_all: a socket whose handover was in flight then is closed as it arrives.
+        self._closing_with: tuple[int, str] | None = None
 
     def add(self, websocket: "WebSocket") -> None:
         self.sockets.add(websocket)
+        if self._closing_with is not None:
+            websocket.close(*self._closing_with)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(
                 self._server_timeout / _SWEEPS_PER_TIMEOUT, self._sweep_idle)
@@ -71,6 +75,7 @@ class SocketRegistry:
         self.sockets.discard(websocket)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "node shutting down") -> None:
+        self._closing_with = (code, reason)
         for websocket in list(self.sockets):
             websocket.close(code, reason)
 
@@ -93,7 +98,7 @@ class SocketRegistry:
         now = time.monotonic()
         for websocket in list(self.sockets):
             idle_for = now - websocket.last_seen
-            if idle_for >= self._server_timeout:
+            if idle_for >= self._server_timeout and not websocket.closing:
                 log.info("closing socket from %s: idle for %.0f s", websocket.peer, idle_for)
                 websocket.close(CLOSE_NORMAL, "idle timeout")
         if self.sockets:
@@ -126,7 +131,7 @@ class WebSocket(asyncio.Protocol):
     out through one write per loop iteration."""
 
     __slots__ = ("registry", "peer", "socket", "reader", "transport", "last_seen", "_outbound_limit",
-                 "_handover", "_outbox", "_outbox_size", "_close_sent", "_ping_second", "_pings")
+                 "_handover", "_outbox", "_outbox_size", "_close_sent", "_close_timer", "_ping_second", "_pings")
 
     def __init__(self, registry: SocketRegistry, endpoint: Endpoint, serializer: Serializer, router: Router,
                  pubsub: PubSub, peer: str, handover: tuple[bytes, bytes]) -> None:
@@ -142,6 +147,7 @@ class WebSocket(asyncio.Protocol):
         self._outbox: list[bytes] | None = None
         self._outbox_size = 0
         self._close_sent = False
+        self._close_timer: asyncio.TimerHandle | None = None
         self._ping_second = 0.0
         self._pings = 0
 
@@ -151,10 +157,10 @@ class WebSocket(asyncio.Protocol):
         assert self._handover is not None
         self.transport = transport
         transport.set_write_buffer_limits(high=self._outbound_limit)
-        self.registry.add(self)
         response, early = self._handover
         self._handover = None
         transport.write(response)
+        self.registry.add(self)
         if early:
             self.data_received(early)
 
@@ -194,6 +200,9 @@ class WebSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.registry.discard(self)
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         self.transport = None
         self._outbox = None
         if self.socket is not None:
@@ -233,8 +242,10 @@ class WebSocket(asyncio.Protocol):
             self._close_sent = True
         self.flush_outbox()
         if self.transport is not None:
-            # The server closes the TCP connection first (RFC 6455 7.1.1).
+            # The server closes the TCP connection first (RFC 6455 7.1.1); the transport sends
+            # what it holds first, so a client that stopped reading is cut after CLOSE_TIMEOUT.
             self.transport.close()
+            self._cut_after_close_timeout()
 
     def _fail(self, violation: ProtocolViolation) -> None:
         """The client broke the protocol: say why in a close frame, and end our side of the
@@ -274,9 +285,13 @@ class WebSocket(asyncio.Protocol):
         outbox, self._outbox = self._outbox, None
         if outbox is None or self.transport is None or self.transport.is_closing():
             return
-        # asyncio's transport hands the bytes to the kernel at once when nothing is queued,
-        # and queues only what the kernel did not take.
+        # The transport queues what the kernel does not take at once; past outbound_buffer it
+        # calls pause_writing, which drops the socket.
         self.transport.write(b"".join(outbox) if len(outbox) > 1 else outbox[0])
+
+    @property
+    def closing(self) -> bool:
+        return self._close_sent
 
     def close(self, code: int, reason: str) -> None:
         if self._close_sent or self.transport is None:
@@ -284,7 +299,11 @@ class WebSocket(asyncio.Protocol):
         self.send_frame(close_frame(code, reason))
         self._close_sent = True
         self.flush_outbox()
-        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+        self._cut_after_close_timeout()
+
+    def _cut_after_close_timeout(self) -> None:
+        if self._close_timer is None:
+            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -328,20 +347,25 @@ class UpgradeHandler(tornado.web.RequestHandler):
         if not _valid_key(key):
             self._refuse(400, "missing or invalid Sec-WebSocket-Key")
             return
-        self.set_status(101)
-        self.application.log_request(self)  # Tornado's access line, as for any other request
-        taken = _take_socket(self.detach())
-        if taken is None:
-            return  # the client left during the handshake
-        sock, early = taken
         response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n\r\n").encode("ascii")
-        websocket = WebSocket(self.registry, self.endpoint, serializer, self.router, self.pubsub,
-                              self.request.remote_ip or "unknown", (response, early))
+        peer = self.request.remote_ip or "unknown"
+        self.set_status(101)
+        self.application.log_request(self)  # Tornado's access line, as for any other request
+        taken = _take_socket(self.detach(), peer)
+        if taken is None:
+            return
+        sock, early = taken
+        websocket = WebSocket(self.registry, self.endpoint, serializer, self.router, self.pubsub, peer,
+                              (response, early))
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
-        except OSError:
+        except OSError as exc:
+            log.warning("dropping websocket from %s: %s", peer, exc)
             sock.close()
+        except BaseException:
+            sock.close()
+            raise
 
     def _refuse(self, status: int, text: str) -> None:
         self.set_status(status)
@@ -355,10 +379,10 @@ def _valid_key(key: str) -> bool:
         return False
 
 
-def _take_socket(stream: IOStream) -> tuple[socket.socket, bytes] | None:
+def _take_socket(stream: IOStream, peer: str) -> tuple[socket.socket, bytes] | None:
     """The connection's socket, taken from Tornado, and any bytes the client sent after its
     request that Tornado already read (a conforming client waits for the 101, but nothing it
-    sent may be lost). None if the client is gone."""
+    sent may be lost). None if the client is gone, or no descriptor is left to take it with."""
     try:
         pending = stream.read_bytes(1 << 30, partial=True)
     except StreamClosedError:
@@ -373,7 +397,12 @@ def _take_socket(stream: IOStream) -> tuple[socket.socket, bytes] | None:
         return None
     # A duplicate descriptor outlives the stream's close, which unregisters the original from
     # the event loop and releases everything Tornado held for the connection.
-    sock = stream.socket.dup()
+    try:
+        sock = stream.socket.dup()
+    except OSError as exc:  # EMFILE, ENFILE: the node is out of descriptors
+        log.warning("dropping websocket from %s: %s", peer, exc)
+        stream.close()
+        return None
     stream.close()
     return sock, early
 

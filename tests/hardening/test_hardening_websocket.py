@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import struct
 import time
@@ -147,6 +148,52 @@ async def test_what_came_before_a_protocol_error_is_handled_then_1002_and_the_no
     await listener.assert_silent(0.3)
     await still_chatting(node, listener)
     one_warning(node, "unmasked")
+
+
+async def test_a_client_that_closes_then_stops_reading_is_cut_after_the_close_timeout(start_node) -> None:
+    """Its close is answered, but the answer waits behind megabytes it never reads: the node
+    must not hold the socket (and the bytes) until it stops, only CLOSE_TIMEOUT (5 s)."""
+    node = start_node(endpoint={"outbound_buffer": 16 * 1024 * 1024})
+    stuck = await in_thread(RawWebSocket.connect, node.port, "127.0.0.1", "/socket/websocket", 4096)
+    stuck.send_text(JOIN_V1)
+    await async_wait_until(lambda: node.lines("JOIN room:1"), what="the join")
+    shouter = await join_room(node, "2.0.0")
+    for n in range(100):  # 6 MB for the stuck client: more than the kernel's buffers take
+        await shouter.shout("room:1", {"message": f"{n} " + "x" * 60_000})
+        await shouter.receive_until(lambda f: f.event == "shout")
+    fds = node.open_fds()
+    stuck.send_frame(0x8, struct.pack("!H", 1000))
+    started = time.monotonic()
+    await async_wait_until(lambda: node.open_fds() < fds, timeout=10, what="the stuck socket to be cut")
+    assert 4.0 < time.monotonic() - started < 8.0
+    stuck.close()
+    await still_chatting(node, shouter)
+    node.assert_clean()
+
+
+async def test_a_websocket_upgraded_while_the_node_stops_is_closed_1001(start_node) -> None:
+    """An upgrade on a keep-alive HTTP connection that was open when SIGTERM came: the node
+    stopped listening, but this connection still reaches it, and its socket must hear 1001
+    like the others, not be cut at shutdown_timeout without a word."""
+    node = start_node(endpoint={"shutdown_timeout": 3})
+    silent = await in_thread(RawWebSocket.connect, node.port)  # never answers its 1001: the stop waits
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+    sock.sendall(f"GET /cluster HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    node.send_signal(signal.SIGTERM)
+    await node.async_wait_for_line(r"stopping")
+    sock.sendall(upgrade_request("127.0.0.1", node.port))
+    late = RawWebSocket(sock)
+    response = b""
+    while not response.endswith(b"\r\n\r\n"):  # byte by byte: not one byte of a frame
+        response += await in_thread(late._read_exactly, 1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    assert await in_thread(late.close_code, 2.0) == 1001
+    late.close()
+    silent.close()
+    assert await node.exit_status() == 0
 
 
 def _masked_text(text: str) -> bytes:
