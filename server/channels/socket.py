@@ -1,7 +1,7 @@
 """The Phoenix socket: one per websocket, multiplexing channels by topic.
 
 It does no I/O of its own: frames come in through ``receive`` and go out through a
-``Transport`` (the Tornado websocket handler in production, a list in unit tests). It follows
+``Transport`` (``websocket.WebSocket`` in production, a list in unit tests). It follows
 the frames recorded from Phoenix 1.7 (see ../shared/reference/phoenix-protocol.md) for joins,
 leaves, heartbeats, unmatched topics, duplicate joins, stale join_refs and crashing channels.
 """
