@@ -19,6 +19,8 @@ _DATA_OPCODES = (TEXT, BINARY)
 _CONTROL_OPCODES = (CLOSE, PING, PONG)
 
 PROTOCOL_ERROR = 1002
+# What a close frame without a status code stands for (RFC 6455 7.1.5); never on the wire.
+NO_STATUS = 1005
 INVALID_DATA = 1007
 TOO_BIG = 1009
 # Close codes a peer may put in a close frame (RFC 6455 7.4.1, 7.4.2): the rest are reserved.
@@ -63,6 +65,9 @@ def pong_frame(payload: bytes) -> bytes:
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
+    """A close frame; NO_STATUS makes one without a code, as the client's close it answers."""
+    if code == NO_STATUS:
+        return _frame(0x80 | CLOSE, b"")
     # A control frame carries at most 125 bytes: 2 for the code, the rest for the reason.
     # Cut at a character boundary: a reason that is not UTF-8 makes the client fail the close.
     fitting = reason.encode()[:123].decode("utf-8", "ignore").encode()
@@ -80,9 +85,9 @@ def unmask(mask: bytes, payload: bytes) -> bytes:
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
-    """The code and reason of a client's close frame (1005, "" when it gave none)."""
+    """The code and reason of a client's close frame (NO_STATUS, "" when it gave none)."""
     if not payload:
-        return 1005, ""
+        return NO_STATUS, ""
     if len(payload) == 1:
         raise ProtocolViolation(PROTOCOL_ERROR, "a close frame of one byte")
     (code,) = struct.unpack_from("!H", payload)

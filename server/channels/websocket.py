@@ -212,12 +212,14 @@ class WebSocket(asyncio.Protocol):
     # ---- inbound -------------------------------------------------------------------------------
 
     def _message(self, payload: str | bytes) -> None:
-        if isinstance(payload, bytes) and self.socket is not None and self.socket.serializer is not V1:
+        socket = self.socket
+        if socket is None:
+            return
+        if isinstance(payload, bytes) and socket.serializer is not V1:
             log.warning("closing socket from %s: binary frames are not supported", self.peer)
             self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
             return
-        if self.socket is not None:
-            self.socket.receive(payload)
+        socket.receive(payload)
 
     def _pinged(self, payload: bytes) -> None:
         now = self.last_seen
@@ -236,16 +238,12 @@ class WebSocket(asyncio.Protocol):
         except ProtocolViolation as violation:
             self._fail(violation)
             return
-        if not self._close_sent:
-            # Echo the client's code (RFC 6455 5.5.1); a close without one is answered with none.
-            self.send_frame(close_frame(code) if code != 1005 else b"\x88\x00")
-            self._close_sent = True
-        self.flush_outbox()
+        # Echo the client's code (RFC 6455 5.5.1), unless our own close went first.
+        self._send_close(close_frame(code))
         if self.transport is not None:
             # The server closes the TCP connection first (RFC 6455 7.1.1); the transport sends
             # what it holds first, so a client that stopped reading is cut after CLOSE_TIMEOUT.
             self.transport.close()
-            self._cut_after_close_timeout()
 
     def _fail(self, violation: ProtocolViolation) -> None:
         """The client broke the protocol: say why in a close frame, and end our side of the
@@ -294,16 +292,17 @@ class WebSocket(asyncio.Protocol):
         return self._close_sent
 
     def close(self, code: int, reason: str) -> None:
+        self._send_close(close_frame(code, reason))
+
+    def _send_close(self, frame: bytes) -> None:
+        """Our close frame, after whatever is waiting; the client then has CLOSE_TIMEOUT to
+        answer (or to take what the transport holds) before it is cut."""
         if self._close_sent or self.transport is None:
             return
-        self.send_frame(close_frame(code, reason))
+        self.send_frame(frame)
         self._close_sent = True
         self.flush_outbox()
-        self._cut_after_close_timeout()
-
-    def _cut_after_close_timeout(self) -> None:
-        if self._close_timer is None:
-            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def abort(self) -> None:
         if self.transport is not None:
