@@ -14,18 +14,10 @@ from typing import Any, Iterable, Protocol
 from ..pubsub import Broadcast, PubSub
 from . import serializer as wire
 from .channel import Channel, JoinRefused, Reply, UnhandledEvent
+from .rfc6455 import CloseCode
 from .serializer import DecodeError, Message, Serializer
 
 log = logging.getLogger("gossipy.socket")
-
-# Close codes (RFC 6455): the JS client reconnects after anything but a clean 1000.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED = 1003
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_SERVER_ERROR = 1011
 
 
 class Transport(Protocol):
@@ -36,7 +28,7 @@ class Transport(Protocol):
 
     def send_frame(self, frame: Any) -> None: ...
 
-    def close(self, code: int, reason: str) -> None: ...
+    def close(self, code: CloseCode, reason: str) -> None: ...
 
 
 class Router:
@@ -76,7 +68,7 @@ class PhoenixSocket:
         except DecodeError as exc:
             # Phoenix's socket process crashes on an undecodable frame: the client sees 1011.
             log.warning("closing socket from %s: bad frame: %s", self.peer, exc)
-            self.transport.close(CLOSE_SERVER_ERROR, "bad frame")
+            self.transport.close(CloseCode.SERVER_ERROR, "bad frame")
             return
         if not isinstance(message.payload, dict):
             self._mistake("payload", "refusing %.80r on %.80r from %s: payload is not an object",

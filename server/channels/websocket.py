@@ -28,9 +28,18 @@ from tornado.iostream import IOStream, StreamClosedError
 from ..pubsub import PubSub
 from ..settings import Endpoint
 from . import rfc6455
-from .rfc6455 import MessageReader, ProtocolViolation, close_frame, pong_frame, text_frame
+from .rfc6455 import (
+    DATA_OPCODES,
+    CloseCode,
+    MessageReader,
+    Opcode,
+    ProtocolViolation,
+    close_frame,
+    pong_frame,
+    text_frame,
+)
 from .serializer import V1, Serializer, for_vsn
-from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_UNSUPPORTED, PhoenixSocket, Router
+from .socket import PhoenixSocket, Router
 
 log = logging.getLogger("gossipy.socket")
 
@@ -61,7 +70,7 @@ class SocketRegistry:
         self._waiting: list[WebSocket] = []
         self._sweeper: asyncio.TimerHandle | None = None
         # Set by close_all: a socket whose handover was in flight then is closed as it arrives.
-        self._closing_with: tuple[int, str] | None = None
+        self._closing_with: tuple[CloseCode, str] | None = None
 
     def add(self, websocket: "WebSocket") -> None:
         self.sockets.add(websocket)
@@ -74,7 +83,7 @@ class SocketRegistry:
     def discard(self, websocket: "WebSocket") -> None:
         self.sockets.discard(websocket)
 
-    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "node shutting down") -> None:
+    def close_all(self, code: CloseCode = CloseCode.GOING_AWAY, reason: str = "node shutting down") -> None:
         self._closing_with = (code, reason)
         for websocket in list(self.sockets):
             websocket.close(code, reason)
@@ -100,7 +109,7 @@ class SocketRegistry:
             idle_for = now - websocket.last_seen
             if idle_for >= self._server_timeout and not websocket.closing:
                 log.info("closing socket from %s: idle for %.0f s", websocket.peer, idle_for)
-                websocket.close(CLOSE_NORMAL, "idle timeout")
+                websocket.close(CloseCode.NORMAL, "idle timeout")
         if self.sockets:
             self._sweeper = asyncio.get_running_loop().call_later(
                 self._server_timeout / _SWEEPS_PER_TIMEOUT, self._sweep_idle)
@@ -175,18 +184,17 @@ class WebSocket(asyncio.Protocol):
         self._handle(messages)
 
     def _handle(self, messages: list[tuple[int, str | bytes]]) -> None:
+        # Once we closed this socket (a bad frame, say) we only wait for the client's close:
+        # nothing the client sent after the offence may reach the room, nor earn a pong.
         for opcode, payload in messages:
-            if opcode == rfc6455.CLOSE:
+            if opcode in DATA_OPCODES:
+                if not self._close_sent:
+                    self._message(payload)
+            elif opcode == Opcode.CLOSE:
                 self._close_received(payload)
                 return
-            if self._close_sent:
-                # We closed this socket (a bad frame, say) and only wait for the client's close:
-                # nothing the client sent after the offence may reach the room.
-                continue
-            if opcode == rfc6455.PING:
+            elif opcode == Opcode.PING and not self._close_sent:
                 self._pinged(payload)
-            elif opcode == rfc6455.TEXT or opcode == rfc6455.BINARY:
-                self._message(payload)
 
     def eof_received(self) -> bool:
         return False
@@ -217,7 +225,7 @@ class WebSocket(asyncio.Protocol):
             return
         if isinstance(payload, bytes) and socket.serializer is not V1:
             log.warning("closing socket from %s: binary frames are not supported", self.peer)
-            self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            self.close(CloseCode.UNSUPPORTED, "binary frames are not supported")
             return
         socket.receive(payload)
 
@@ -228,7 +236,7 @@ class WebSocket(asyncio.Protocol):
         self._pings += 1
         if self._pings > PING_LIMIT:
             log.warning("closing socket from %s: a ping flood (over %d pings in a second)", self.peer, PING_LIMIT)
-            self.close(CLOSE_POLICY, "ping flood")
+            self.close(CloseCode.POLICY, "ping flood")
         else:
             self.send_frame(pong_frame(payload))
 
@@ -250,7 +258,7 @@ class WebSocket(asyncio.Protocol):
         stream after it (RFC 6455 7.1.7). Its further bytes are read and dropped, not left
         unread: closing a socket with unread bytes resets it, and the reset could destroy the
         close frame before the client reads it."""
-        if violation.code == rfc6455.TOO_BIG:
+        if violation.code == CloseCode.TOO_BIG:
             log.warning("closing socket from %s: a frame over max_frame_size (%d bytes)",
                         self.peer, self.reader.max_size)
         else:
@@ -291,7 +299,7 @@ class WebSocket(asyncio.Protocol):
     def closing(self) -> bool:
         return self._close_sent
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: CloseCode, reason: str) -> None:
         self._send_close(close_frame(code, reason))
 
     def _send_close(self, frame: bytes) -> None:
