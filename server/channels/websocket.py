@@ -139,14 +139,15 @@ class WebSocket(asyncio.Protocol):
     """One client's websocket after the upgrade: frames in to its ``PhoenixSocket``, frames
     out through one write per loop iteration."""
 
-    __slots__ = ("registry", "peer", "socket", "reader", "transport", "last_seen", "_outbound_limit",
+    __slots__ = ("registry", "peer", "phoenix_socket", "reader", "transport", "last_seen", "_outbound_limit",
                  "_handover", "_outbox", "_outbox_size", "_close_sent", "_close_timer", "_ping_second", "_pings")
 
     def __init__(self, registry: SocketRegistry, endpoint: Endpoint, serializer: Serializer, router: Router,
                  pubsub: PubSub, peer: str, handover: tuple[bytes, bytes]) -> None:
         self.registry = registry
         self.peer = peer
-        self.socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub, endpoint.max_channels, peer)
+        self.phoenix_socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub,
+                                                                  endpoint.max_channels, peer)
         self.reader = MessageReader(endpoint.max_frame_size)
         self.transport: asyncio.Transport | None = None
         self.last_seen = time.monotonic()
@@ -213,21 +214,21 @@ class WebSocket(asyncio.Protocol):
             self._close_timer = None
         self.transport = None
         self._outbox = None
-        if self.socket is not None:
-            self.socket.closed()
-            self.socket = None
+        if self.phoenix_socket is not None:
+            self.phoenix_socket.closed()
+            self.phoenix_socket = None
 
     # ---- inbound -------------------------------------------------------------------------------
 
     def _message(self, payload: str | bytes) -> None:
-        socket = self.socket
-        if socket is None:
+        phoenix_socket = self.phoenix_socket
+        if phoenix_socket is None:
             return
-        if isinstance(payload, bytes) and socket.serializer is not V1:
+        if isinstance(payload, bytes) and phoenix_socket.serializer is not V1:
             log.warning("closing socket from %s: binary frames are not supported", self.peer)
             self.close(CloseCode.UNSUPPORTED, "binary frames are not supported")
             return
-        socket.receive(payload)
+        phoenix_socket.receive(payload)
 
     def _pinged(self, payload: bytes) -> None:
         now = self.last_seen
