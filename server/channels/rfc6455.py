@@ -5,7 +5,7 @@ a client that breaks the protocol gets a ``ProtocolViolation`` carrying the clos
 answer with. The frames a server sends are built by the functions below, once, as bytes.
 
 An idle connection costs this module nothing but a ``MessageReader`` of a few slots holding
-shared values: a node with 20,000 quiet sockets keeps no buffer for any of them.
+shared values: a quiet socket keeps no buffer.
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def close_frame(code: int, reason: str = "") -> bytes:
 
 
 def unmask(mask: bytes, payload: bytes) -> bytes:
-    """XORs ``payload`` with the repeating 4-byte ``mask``, as one big-integer operation (C
-    speed, where a loop over bytes would cost a microsecond per byte pair)."""
+    """XORs ``payload`` with the repeating 4-byte ``mask``, as one big-integer operation: the
+    work runs in C, where a loop over the bytes would run the interpreter once per byte."""
     length = len(payload)
     if not length:
         return payload

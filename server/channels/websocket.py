@@ -3,9 +3,9 @@
 Tornado answers the HTTP request and checks it (the serializer chosen by ``?vsn=``, the
 upgrade headers, the origin); then the connection leaves Tornado: its socket goes to an asyncio
 ``Protocol`` (``WebSocket``) that speaks RFC 6455 through the sans-I/O ``rfc6455`` module. A
-Tornado ``WebSocketHandler`` keeps its request, headers, HTTP connection, stream buffers and
-a read coroutine alive for the socket's whole life, about 16 KB per connection; this keeps a
-protocol object of a dozen slots and asyncio's transport.
+Tornado ``WebSocketHandler`` would keep its request, headers, HTTP connection, stream buffers
+and a read coroutine alive for the socket's whole life; an idle socket here is a slotted
+protocol object and asyncio's transport, so a node holds many idle sockets cheaply.
 
 It only moves frames: protocol work is ``PhoenixSocket``'s. What it adds is what a socket
 needs from the network: a bounded outbound buffer (a client that stops reading is cut off
