@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import traceback
+from itertools import pairwise
 from typing import Any, Callable, NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,11 +51,10 @@ if REPO not in sys.path:
 from server import chat  # noqa: E402
 from server.channels import rfc6455  # noqa: E402
 from server.channels import serializer as wire  # noqa: E402
+from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame  # noqa: E402
 from server.channels.serializer import V1, V2, DecodeError, Message  # noqa: E402
 from server.channels.socket import PhoenixSocket, Router  # noqa: E402
-from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame  # noqa: E402
-from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError,  # noqa: E402
-                                    FrameType, encode)
+from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode  # noqa: E402
 from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State  # noqa: E402
 from server.cluster.pubsub_adapter import ClusterAdapter  # noqa: E402
 from server.pubsub import PubSub  # noqa: E402
@@ -192,7 +192,7 @@ def frame_decoder_target(case: tuple[int, bytes, list[int]]) -> bool:
     got: list[Frame] = []
     points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
     try:
-        for a, b in zip(points, points[1:]):
+        for a, b in pairwise(points):
             got.extend(decoder.receive_data(data[a:b]))
     except FrameError:
         if expected is not None:
@@ -201,7 +201,7 @@ def frame_decoder_target(case: tuple[int, bytes, list[int]]) -> bool:
             decoder.receive_data(encode(FrameType.TICK))
         except FrameError:
             return False
-        raise Crash("accepted more bytes after a FrameError")
+        raise Crash("accepted more bytes after a FrameError") from None
     if expected is None:
         raise Crash("accepted bytes cut in pieces that it refused whole")
     if got != expected:
@@ -313,7 +313,7 @@ def websocket_target(case: tuple[int, bytes, list[int]]) -> bool:
     max_size, data, cuts = case
     expected, expected_code = _ws_messages(MessageReader(max_size), [data])
     points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
-    got, code = _ws_messages(MessageReader(max_size), [data[a:b] for a, b in zip(points, points[1:])])
+    got, code = _ws_messages(MessageReader(max_size), [data[a:b] for a, b in pairwise(points)])
     if code != expected_code:
         raise Crash(f"refused with {code} in pieces and with {expected_code} whole")
     if expected_code is None and got != expected:
@@ -651,7 +651,7 @@ class Gen:
             payload = self.ws_payload(opcode)
             if opcode in (rfc6455.Opcode.TEXT, rfc6455.Opcode.BINARY) and r.random() < 0.4:
                 cuts = sorted(r.randrange(len(payload) + 1) for _ in range(r.randrange(1, 4)))
-                pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)])]
+                pieces = [payload[a:b] for a, b in pairwise([0, *cuts, len(payload)])]
                 for i, piece in enumerate(pieces):
                     last = i == len(pieces) - 1
                     out += self.ws_frame(opcode if i == 0 else rfc6455.Opcode.CONTINUATION, piece,

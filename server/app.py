@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import signal
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import tornado.web
 from tornado.httpserver import HTTPServer
@@ -23,6 +23,10 @@ from .channels.socket import Router
 from .channels.websocket import SocketRegistry, UpgradeHandler
 from .pubsub import PubSub
 from .settings import Settings
+
+if TYPE_CHECKING:
+    # Imported in start() at run time: a node that is not distributed never loads the cluster.
+    from .cluster import Node
 
 log = logging.getLogger("gossipy.node")
 
@@ -64,7 +68,7 @@ class Server:
         self.pubsub = PubSub()
         self.registry = SocketRegistry(settings.endpoint.server_timeout)
         self.router = Router(routes)
-        self.cluster: Any = None
+        self.cluster: Node | None = None
         self._http: HTTPServer | None = None
         self.port = settings.endpoint.port
 

@@ -20,6 +20,7 @@ import binascii
 import logging
 import socket
 import time
+from typing import cast
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -192,9 +193,11 @@ class WebSocket(asyncio.Protocol):
                 if not self._close_sent:
                     self._message(payload)
             elif opcode == Opcode.CLOSE:
+                assert isinstance(payload, bytes)  # as MessageReader gives every control frame
                 self._close_received(payload)
                 return
             elif opcode == Opcode.PING and not self._close_sent:
+                assert isinstance(payload, bytes)
                 self._pinged(payload)
 
     def eof_received(self) -> bool:
@@ -392,7 +395,9 @@ def _take_socket(stream: IOStream, peer: str) -> tuple[socket.socket, bytes] | N
     request that Tornado already read (a conforming client waits for the 101, but nothing it
     sent may be lost). None if the client is gone, or no descriptor is left to take it with."""
     try:
-        pending = stream.read_bytes(1 << 30, partial=True)
+        # Tornado annotates read_bytes as an Awaitable but documents and returns a Future, whose
+        # done() tells whether Tornado already held the bytes.
+        pending = cast("asyncio.Future[bytes]", stream.read_bytes(1 << 30, partial=True))
     except StreamClosedError:
         return None
     early = b""
