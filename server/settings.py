@@ -4,7 +4,7 @@ This is the only module that reads the process environment. Two document shapes 
 
 * the project's ``vm.yml``: ``release``, ``environments`` (build options and a cookie per
   environment, each optionally overriding run-time sections) and the run-time sections
-  ``node``, ``endpoint`` and ``kernel``;
+  ``node``, ``endpoint``, ``kernel`` and ``api``;
 * a release's embedded settings: the same run-time sections with one environment already
   merged in (``flatten`` makes it), so a release boots without the project's vm.yml.
 
@@ -14,6 +14,8 @@ Every error names the file, the key and, where known, the line.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import os
 import re
 import socket
@@ -28,6 +30,7 @@ ENV_DISTRIBUTION = "RELEASE_DISTRIBUTION"
 ENV_COOKIE = "RELEASE_COOKIE"
 ENV_SYNC_NODES = "RELEASE_SYNC_NODES"
 ENV_TMP = "RELEASE_TMP"
+ENV_API_KEY = "GOSSIPY_API_KEY"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NODE_PART = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -45,8 +48,8 @@ class SettingsError(ValueError):
     """A settings document or override is invalid; the message says where and why."""
 
 
-class Cookie:
-    """The shared cluster secret. Its repr never shows the value, so it cannot leak into logs."""
+class Secret:
+    """A secret setting. Its repr never shows the value, so it cannot leak into logs."""
 
     __slots__ = ("_value",)
 
@@ -56,16 +59,33 @@ class Cookie:
     def reveal(self) -> bytes:
         return self._value.encode()
 
+    def matches(self, presented: bytes) -> bool:
+        """Constant-time: comparing digests (not the values) hides the length as well."""
+        return hmac.compare_digest(hashlib.sha256(self.reveal()).digest(), hashlib.sha256(presented).digest())
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Cookie) and other._value == self._value
+        # A cookie never equals an API key of the same text: they are different settings.
+        return isinstance(other, Secret) and type(other) is type(self) and other._value == self._value
 
     def __hash__(self) -> int:
         return hash(self._value)
 
     def __repr__(self) -> str:
-        return "Cookie(******)"
+        return f"{type(self).__name__}(******)"
 
     __str__ = __repr__
+
+
+class Cookie(Secret):
+    """The shared cluster secret."""
+
+    __slots__ = ()
+
+
+class ApiKey(Secret):
+    """The backend API's bearer key (``api.key``)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,17 @@ class Endpoint:
     max_channels: int = 100
     outbound_buffer: int = 1024 * 1024
     shutdown_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Api:
+    """The backend API, ``POST /api/broadcast`` (server/backend_api.py): off (404) without a key."""
+
+    key: ApiKey | None = None
+    # A request body larger than this is refused (413) before it is read; every other route
+    # keeps the node's 4 KiB.
+    max_body: int = 1024 * 1024
+    max_batch: int = 1000
 
 
 @dataclass(frozen=True)
@@ -135,12 +166,14 @@ class Settings:
     environment: str | None = None
     endpoint: Endpoint = Endpoint()
     distribution: Distribution = Distribution()
+    api: Api = Api()
     tmp_dir: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        """The settings as plain data, cookie masked: for `bin/gossipy describe` and logs."""
+        """The settings as plain data, secrets masked: for `bin/gossipy describe` and logs."""
         data = dataclasses.asdict(self)
         data["distribution"]["cookie"] = "******" if self.distribution.cookie else None
+        data["api"]["key"] = "******" if self.api.key else None
         return data
 
 
@@ -206,6 +239,11 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "sync_nodes_timeout": (lambda v: _positive_int(v) or v == 0, "milliseconds, an integer >= 0"),
         "net_ticktime": (_positive_number, "seconds, a positive number"),
     },
+    "api": {
+        "key": (_string, "the backend API's bearer key"),
+        "max_body": (_positive_int, "bytes, a positive integer"),
+        "max_batch": (_positive_int, "a positive integer"),
+    },
     "release": {
         "name": (_string, "the release name"),
         "default_environment": (_string, "the name of an environment"),
@@ -220,8 +258,8 @@ BUILD_SCHEMA: dict[str, tuple[Any, str]] = {
     "cookie": (_string, "the shared cluster secret"),
 }
 
-_RUNTIME_SECTIONS = ("node", "endpoint", "kernel")
-_SECRET_KEYS = frozenset({"cookie"})
+_RUNTIME_SECTIONS = ("node", "endpoint", "kernel", "api")
+_SECRET_KEYS = frozenset({"cookie", "key"})
 
 
 # ---- reading YAML with line numbers ----------------------------------------------------------
@@ -446,9 +484,12 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
     return check_node_name(value, longnames, "node name"), longnames
 
 
-def _weak_cookie(cookie: str) -> bool:
-    return (len(cookie) < _MIN_PROD_COOKIE or len(set(cookie)) < _MIN_DISTINCT
-            or _DEFAULT_LOOKING.match(cookie) is not None)
+def _refuse_weak(what: str, secret: str, remedy: str) -> None:
+    """A prod secret must look random; the refusal never shows it."""
+    if (len(secret) < _MIN_PROD_COOKIE or len(set(secret)) < _MIN_DISTINCT
+            or _DEFAULT_LOOKING.match(secret) is not None):
+        raise SettingsError(f"the prod {what} is too weak (under {_MIN_PROD_COOKIE} characters, under "
+                            f"{_MIN_DISTINCT} different ones, or default-looking words); {remedy}")
 
 
 def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Document | None = None) -> Settings:
@@ -460,6 +501,7 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     node = dict(data.get("node") or {})
     kernel = dict(data.get("kernel") or {})
     release = dict(data.get("release") or {})
+    api = dict(data.get("api") or {})
 
     if ENV_PORT in environ:
         try:
@@ -486,10 +528,9 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         if not cookie_text:
             raise SettingsError(f"node {name} is distributed but has no cookie: set node.cookie "
                                 f"in vm.yml or {ENV_COOKIE}")
-        if environment == "prod" and _weak_cookie(cookie_text):
-            raise SettingsError(f"the prod cookie is too weak (under {_MIN_PROD_COOKIE} characters, under "
-                                f"{_MIN_DISTINCT} different ones, or default-looking words); run "
-                                f"`python build.py release.init --force` for a fresh one, or set {ENV_COOKIE}")
+        if environment == "prod":
+            _refuse_weak("cookie", cookie_text, f"run `python build.py release.init --force` for a fresh one, "
+                         f"or set {ENV_COOKIE}")
     distribution = Distribution(
         node=name,
         longnames=longnames,
@@ -502,11 +543,15 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         net_ticktime=float(kernel.get("net_ticktime", Distribution.net_ticktime)),
         tls=Tls(**node["tls"]) if "tls" in node else None,
     )
+    api_key = environ.get(ENV_API_KEY, api.pop("key", None))
+    if api_key and environment == "prod":
+        _refuse_weak("api.key", api_key, f"set a random one in vm.yml or {ENV_API_KEY}")
     return Settings(
         release=release.get("name", Settings.release),
         environment=environment,
         endpoint=endpoint,
         distribution=distribution,
+        api=Api(key=ApiKey(api_key) if api_key else None, **api),
         tmp_dir=environ.get(ENV_TMP, release.get("tmp_dir")),
     )
 
