@@ -17,7 +17,7 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from . import chat
+from . import backend_api, chat
 from .channels.channel import Channel
 from .channels.socket import Router
 from .channels.websocket import SocketRegistry, UpgradeHandler
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossipy.node")
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
-# No endpoint takes a request body; Tornado's default would read up to 100 MB of one into
-# memory (per connection) before answering 405.
+# Only the backend API takes a request body (it sets its own limit); Tornado's default would
+# read up to 100 MB of one into memory (per connection) before answering 405.
 MAX_BODY = 4096
 
 
@@ -87,6 +87,7 @@ class Server:
                 (r"/socket/websocket", UpgradeHandler,
                  dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
+                *backend_api.routes(self.pubsub, self.settings.api),
                 (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),
                 (r"/(ws\.html)", PageHandler, dict(path=STATIC_DIR)),
                 (r"/static/(.*)", PageHandler, dict(path=STATIC_DIR)),
