@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from node_processes import NodeProcesses
-from phoenix_client import TOPIC, PhoenixClient, join_room
-from real_node import Node, run_node, wait_until
 from server import settings
 from server.backend_api import FAILURE_WINDOW, MAX_ADDRESSES, MAX_FAILURES, PATH, BadRequest, Throttle, parse
 from server.pubsub import Broadcast
+
+from node_processes import NodeProcesses
+from phoenix_client import TOPIC, PhoenixClient, join_room
+from real_node import Node, run_node, wait_until
 
 KEY = "backend-api-test-key-5f2c9d81e7"
 OTHER_KEY = "another-key-entirely-0b7e4a19c3"
