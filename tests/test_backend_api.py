@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,8 @@ def test_repeated_wrong_keys_from_one_address_are_refused_at_once(start_node) ->
         assert (status, answer) == (429, {"error": "too many wrong keys from this address; retry later"})
         assert 0 < int(headers["Retry-After"]) <= FAILURE_WINDOW
     assert post(node, message(), source="127.0.0.2")[0] == 200  # another address is not held back
-    [line] = node.lines("refusing")
-    assert f"refusing 127.0.0.1 for 60 s: {MAX_FAILURES} wrong API keys since" in line
+    [line] = node.lines("refusing")  # once, however many requests it refuses
+    assert re.search(rf"refusing 127\.0\.0\.1 for \d+ s: {MAX_FAILURES} wrong API keys since \d+ s ago$", line), line
     node.assert_clean()
     assert_no_key_logged(node)
 
