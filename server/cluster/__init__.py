@@ -12,9 +12,9 @@ and, from another process with the same settings,
 ``await control.query(settings.distribution, "ping" | "nodes")`` (raises ControlError).
 """
 
-from server.cluster import control
-from server.cluster.control import ControlError
-from server.cluster.membership import BootError, Node
-from server.cluster.pubsub_adapter import ClusterAdapter
+from . import control
+from .control import ControlError
+from .membership import BootError, Node
+from .pubsub_adapter import ClusterAdapter
 
 __all__ = ["BootError", "ClusterAdapter", "ControlError", "Node", "control"]

@@ -13,11 +13,11 @@ import secrets
 import ssl
 from typing import Any
 
-from server.cluster import discovery, tls
-from server.cluster.framing import FrameDecoder, FrameError, FrameType, decode_json, encode_json
-from server.cluster.handshake import HandshakeError, Identity, Initiator, Reason, new_creation
-from server.cluster.peer import describe_os_error, read_frame, run_handshake
-from server.settings import ENV_COOKIE, Distribution
+from ..settings import ENV_COOKIE, Distribution
+from . import discovery, tls
+from .framing import FrameDecoder, FrameError, FrameType, decode_json, encode_json
+from .handshake import HandshakeError, Identity, Initiator, Reason, new_creation
+from .peer import describe_os_error, read_frame, run_handshake
 
 QUESTIONS = ("ping", "nodes")
 

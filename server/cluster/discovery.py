@@ -8,7 +8,7 @@ of its name (``gossipy@ws1`` -> ``ws1``, resolved when dialed; ``gossipy@127.0.0
 
 from __future__ import annotations
 
-from server.settings import Distribution
+from ..settings import Distribution
 
 
 def configured_nodes(distribution: Distribution) -> list[str]:

@@ -30,8 +30,8 @@ from enum import Enum
 from hashlib import sha256
 from typing import Any
 
-from server.cluster.framing import Frame, FrameError, FrameType, decode_json, encode_json
-from server.settings import Cookie, SettingsError, check_node_name, is_long_name
+from ..settings import Cookie, SettingsError, check_node_name, is_long_name
+from .framing import Frame, FrameError, FrameType, decode_json, encode_json
 
 # The lowest and highest protocol versions this code speaks.
 VERSIONS = (1, 1)

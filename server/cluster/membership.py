@@ -32,11 +32,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from server.cluster import discovery, tls
-from server.cluster.framing import Frame, FrameDecoder, FrameError, FrameType, decode_json, encode, encode_json
-from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
-from server.cluster.peer import MAX_QUEUE, Peer, describe_os_error, read_frame, run_handshake
-from server.settings import Distribution, SettingsError, check_node_name
+from ..settings import Distribution, SettingsError, check_node_name
+from . import discovery, tls
+from .framing import Frame, FrameDecoder, FrameError, FrameType, decode_json, encode, encode_json
+from .handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
+from .peer import MAX_QUEUE, Peer, describe_os_error, read_frame, run_handshake
 
 log = logging.getLogger("gossipy.cluster.membership")
 

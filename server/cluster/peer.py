@@ -20,9 +20,9 @@ import socket
 import ssl
 from typing import Callable
 
-from server.cluster.framing import MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode
-from server.cluster.tls import describe_ssl_error
-from server.cluster.handshake import Acceptor, HandshakeError, Initiator, PeerInfo, Reason, State
+from .framing import MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode
+from .handshake import Acceptor, HandshakeError, Initiator, PeerInfo, Reason, State
+from .tls import describe_ssl_error
 
 log = logging.getLogger("gossipy.cluster.peer")
 
