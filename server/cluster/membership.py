@@ -32,7 +32,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..settings import Distribution, SettingsError, check_node_name
+from ..nodename import NodeName, NodeNameError
+from ..settings import Distribution
 from . import discovery, tls
 from .framing import Frame, FrameDecoder, FrameError, FrameType, decode_json, encode, encode_json
 from .handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
@@ -521,10 +522,9 @@ class Node:
         if not isinstance(name, str):
             return False
         try:
-            check_node_name(name, self._dist.longnames, "member")
-        except SettingsError:
+            return NodeName.parse(name).long == self._dist.longnames
+        except NodeNameError:
             return False
-        return True
 
     def _nudge(self, name: str) -> None:
         want = self._wanted.get(name)
