@@ -106,11 +106,9 @@ class Distribution:
     sync_nodes_mandatory: tuple[str, ...] = ()
     sync_nodes_timeout_ms: int = 10_000
     # Ten seconds rather than Erlang's sixty. Only a peer that falls silent (frozen, cut off)
-    # waits for this: a killed node resets its streams and is down at once. Silent, it is down
-    # after 10-12.5 s: a hiccup shorter than that heals inside TCP with nothing lost, a real
-    # partition is noticed (and redialed) within seconds, and a false "down" costs gossipy only
-    # a reconnect. Ten seconds is far above any event-loop stall of a healthy node; ticks cost
-    # 5 bytes per idle peer every 2.5 s.
+    # waits for this: a killed node resets its streams and is down at once. A hiccup shorter
+    # than this heals inside TCP with nothing lost, a real partition is noticed (and redialed)
+    # within seconds, and a false "down" costs gossipy only a reconnect.
     net_ticktime: float = 10.0
     tls: Tls | None = None
 

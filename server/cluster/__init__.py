@@ -1,5 +1,10 @@
 """Clustering over persistent peer TCP streams, in the manner of Erlang distribution.
 
+``framing`` and ``handshake`` are sans-I/O; ``peer`` is one asyncio Protocol per connection
+(and ``dial``); ``membership.Node`` owns the connection table; ``admission`` bounds what
+strangers may hold; ``control`` is ``ping``/``nodes``, both halves; ``discovery`` says whom to
+dial and where; ``tls`` holds the contexts; ``pubsub_adapter`` is the seam to pubsub.
+
 Wiring (``server/app.py``)::
 
     node = Node(settings.distribution)

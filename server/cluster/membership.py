@@ -43,8 +43,8 @@ from .peer import MAX_QUEUE, Peer, Unreachable, dial
 
 log = logging.getLogger("gossipy.cluster.membership")
 
-# Connect plus handshake. Erlang's net_setuptime is 7 s; nodes on one LAN answer in
-# milliseconds, and a stalled stranger should not hold a slot for long.
+# Connect plus handshake, a little under Erlang's net_setuptime (7 s): a stalled stranger
+# should not hold a handshake slot for long.
 HANDSHAKE_TIMEOUT = 5.0
 # Redial delays: 0.1, 0.2, 0.4 ... then every 3 s (each jittered to 50-100 %), so a restarted
 # node or a healed partition is back within about 3 s, while a node that is gone for good
