@@ -120,13 +120,12 @@ class Node:
                 self._tls = tls.contexts(self._dist.tls)
             except tls.TlsError as exc:
                 raise BootError(f"{self.name}: {exc}") from None
-        tls_options = {} if self._tls is None else {"ssl": self._tls.server,
-                                                    "ssl_handshake_timeout": self._handshake_timeout}
         try:
             # With TLS, asyncio completes the TLS handshake before _connected (within the same
             # timeout); a stranger who fails it is dropped without a word, as by any TLS server.
             self._server = await asyncio.get_running_loop().create_server(
-                self._connection, host, port, **tls_options)
+                self._connection, host, port, ssl=self._tls.server if self._tls else None,
+                ssl_handshake_timeout=self._handshake_timeout if self._tls else None)
         except OSError as exc:
             raise BootError(f"{self.name}: cannot listen for peer nodes on {host}:{port}: "
                             f"{exc.strerror or exc}") from None
