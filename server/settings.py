@@ -24,6 +24,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .nodename import NodeName, NodeNameError, is_ip, is_long, kind
+
 ENV_PORT = "PORT"
 ENV_NODE = "RELEASE_NODE"
 ENV_DISTRIBUTION = "RELEASE_DISTRIBUTION"
@@ -33,8 +35,6 @@ ENV_TMP = "RELEASE_TMP"
 ENV_API_KEY = "GOSSIPY_API_KEY"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NODE_PART = re.compile(r"^[A-Za-z0-9_-]+$")
-_HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _MIN_PROD_COOKIE = 16
 # A cookie made of nothing but these words, digits and separators ("changemechangeme",
 # "my-cluster-secret-2024") is a placeholder or a guessable phrase, however long.
@@ -137,17 +137,15 @@ class Distribution:
     sync_nodes_mandatory: tuple[str, ...] = ()
     sync_nodes_timeout_ms: int = 10_000
     # Ten seconds rather than Erlang's sixty. Only a peer that falls silent (frozen, cut off)
-    # waits for this: a killed node resets its streams and is down at once. Silent, it is down
-    # after 10-12.5 s: a hiccup shorter than that heals inside TCP with nothing lost, a real
-    # partition is noticed (and redialed) within seconds, and a false "down" costs gossipy only
-    # a reconnect. Ten seconds is far above any event-loop stall of a healthy node; ticks cost
-    # 5 bytes per idle peer every 2.5 s.
+    # waits for this: a killed node resets its streams and is down at once. A hiccup shorter
+    # than this heals inside TCP with nothing lost, a real partition is noticed (and redialed)
+    # within seconds, and a false "down" costs gossipy only a reconnect.
     net_ticktime: float = 10.0
     tls: Tls | None = None
 
     @property
     def host(self) -> str | None:
-        return self.node.split("@", 1)[1] if self.node else None
+        return NodeName.parse(self.node).host if self.node else None
 
     @property
     def listen_address(self) -> str:
@@ -155,7 +153,7 @@ class Distribution:
         if self.bind:
             return self.bind
         host = self.host
-        if self.longnames and host and _is_ip(host):
+        if self.longnames and host and is_ip(host):
             return host
         return "0.0.0.0"
 
@@ -426,34 +424,16 @@ def short_hostname() -> str:
     return socket.gethostname().split(".", 1)[0]
 
 
-def _is_ip(host: str) -> bool:
+def _node_name(name: str, longnames: bool, what: str) -> str:
+    """Checks NAME@HOST and that it is of this node's kind (sname: short; name: long)."""
     try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        return True
-    except OSError:
-        return False
-
-
-def is_long_name(name: str) -> bool:
-    """A long name's host is dotted or an IPv6 address (gossipy@10.1.2.3); a short one's is not."""
-    host = name.partition("@")[2]
-    return "." in host or ":" in host
-
-
-def check_node_name(name: str, longnames: bool, what: str) -> str:
-    """Validates NAME@HOST against the naming mode (sname: no dots; name: dotted or an IP)."""
-    if name.count("@") != 1:
-        raise SettingsError(f"{what}: {name!r} is not a node name of the form NAME@HOST")
-    part, host = name.split("@")
-    if not _NODE_PART.match(part) or not _HOST.match(host):
-        raise SettingsError(f"{what}: {name!r} is not a node name of the form NAME@HOST")
-    dotted = is_long_name(name)
-    if longnames and not dotted:
-        raise SettingsError(f"{what}: {name!r} is a short name, but this node uses long names "
-                            f"(name:); short and long names do not mix")
-    if not longnames and dotted:
-        raise SettingsError(f"{what}: {name!r} is a long name, but this node uses short names "
-                            f"(sname:); short and long names do not mix")
+        parsed = NodeName.parse(name)
+    except NodeNameError as exc:
+        raise SettingsError(f"{what}: {exc}") from None
+    if parsed.long != longnames:
+        raise SettingsError(f"{what}: {name!r} is a {kind(parsed.long)} name, but this node uses "
+                            f"{kind(longnames)} names ({'name' if longnames else 'sname'}:); "
+                            f"short and long names do not mix")
     return name
 
 
@@ -469,7 +449,7 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
     if ENV_NODE in environ:
         value = environ[ENV_NODE].strip()
         if mode is None:
-            mode = "name" if is_long_name(value) else "sname"
+            mode = "name" if is_long(value) else "sname"
     if mode is None or not value:
         return None, False
     longnames = mode == "name"
@@ -481,7 +461,7 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
         else:
             host = short_hostname()
         value = f"{value}@{host}"
-    return check_node_name(value, longnames, "node name"), longnames
+    return _node_name(value, longnames, "node name"), longnames
 
 
 def _refuse_weak(what: str, secret: str, remedy: str) -> None:
@@ -524,7 +504,7 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
 
     if name is not None:
         for listed in sync_optional + sync_mandatory:
-            check_node_name(listed, longnames, "sync_nodes")
+            _node_name(listed, longnames, "sync_nodes")
         if not cookie_text:
             raise SettingsError(f"node {name} is distributed but has no cookie: set node.cookie "
                                 f"in vm.yml or {ENV_COOKIE}")

@@ -16,7 +16,7 @@ from node_processes import established_streams
 from server.cluster import BootError, ControlError, Node, control
 from server.cluster.framing import FrameType, encode, encode_json
 from server.cluster.handshake import HandshakeError, Reason
-from server.cluster.membership import MAX_HANDSHAKES, Throttle
+from server.cluster.admission import MAX_HANDSHAKES, Throttle
 from server.settings import Cookie, Distribution
 
 
