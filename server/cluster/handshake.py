@@ -28,7 +28,7 @@ import secrets
 from dataclasses import dataclass
 from enum import Enum
 from hashlib import sha256
-from typing import Any
+from typing import Any, TypeVar
 
 from ..nodename import NodeName, NodeNameError, kind
 from ..settings import Cookie
@@ -41,6 +41,8 @@ _HEX_CHALLENGE = re.compile(rf"^[0-9a-f]{{{2 * CHALLENGE_BYTES}}}$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _MAX_NAME = 255
 _MAX_CREATION = 2**32
+# _get returns a field as the type it checked it to be.
+_Field = TypeVar("_Field")
 
 
 class Reason(str, Enum):
@@ -127,7 +129,7 @@ def _fields(frame: Frame, expected: FrameType) -> dict[str, Any]:
     return value
 
 
-def _get(fields: dict[str, Any], key: str, kind: type, frame_type: FrameType) -> Any:
+def _get(fields: dict[str, Any], key: str, kind: type[_Field], frame_type: FrameType) -> _Field:
     value = fields.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise HandshakeError(Reason.MALFORMED, f"{frame_type.name}.{key} is missing or not a {kind.__name__}")
