@@ -1,12 +1,14 @@
 """Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> Tornado app.
 
-The only module that knows every part. The chat app arrives as a list of routes; the cluster
-is switched on by settings alone (a node name in vm.yml or RELEASE_NODE), never by app code.
+The only module that knows every part. The chat app arrives as a list of routes (and,
+optionally, a socket class with a connect hook); the cluster is switched on by settings alone
+(a node name in vm.yml or RELEASE_NODE), never by app code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -18,7 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import backend_api, chat
-from .channels.channel import Channel
+from .channels import Channel, Socket
 from .channels.socket import Router
 from .channels.websocket import SocketRegistry, UpgradeHandler
 from .pubsub import PubSub
@@ -63,11 +65,14 @@ class Server:
     """One gossipy node: its pubsub, its cluster membership (if distributed), its HTTP port."""
 
     def __init__(self, settings: Settings,
-                 routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES) -> None:
+                 routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES,
+                 socket_class: type[Socket] = Socket) -> None:
+        """``routes`` and ``socket_class``: an app module's ``ROUTES`` and ``SOCKET``."""
         self.settings = settings
         self.pubsub = PubSub()
         self.registry = SocketRegistry(settings.endpoint.server_timeout)
         self.router = Router(routes)
+        self.socket_class = socket_class
         self.cluster: Node | None = None
         self._http: HTTPServer | None = None
         self.port = settings.endpoint.port
@@ -82,10 +87,12 @@ class Server:
 
     def application(self) -> tornado.web.Application:
         endpoint = self.settings.endpoint
+        new_socket = functools.partial(self.socket_class, None)
         return tornado.web.Application(
             [
                 (r"/socket/websocket", UpgradeHandler,
-                 dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry)),
+                 dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry,
+                      new_socket=new_socket)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
                 *backend_api.routes(self.pubsub, self.settings.api),
                 (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),

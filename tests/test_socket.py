@@ -82,12 +82,13 @@ ROUTES = chat.ROUTES + [("refuse:*", Refusing), ("broken:*", BrokenJoin), ("echo
 class Peer:
     """One socket with a list transport, driven with wire-field arguments in either format."""
 
-    def __init__(self, serializer: Serializer, pubsub: PubSub | None = None, max_channels: int = 100) -> None:
+    def __init__(self, serializer: Serializer, pubsub: PubSub | None = None, max_channels: int = 100,
+                 routes: list[tuple[str, type[Channel]]] = ROUTES, **socket_options: Any) -> None:
         self.serializer = serializer
         self.pubsub = pubsub or PubSub()
         self.transport = ListTransport()
-        self.socket = PhoenixSocket(self.transport, serializer, Router(ROUTES), self.pubsub,
-                                    max_channels, peer="test")
+        self.socket = PhoenixSocket(self.transport, serializer, Router(routes), self.pubsub,
+                                    max_channels, peer="test", **socket_options)
 
     def frame(self, join_ref: Any, ref: Any, topic: str, event: str, payload: Any = None) -> str:
         payload = {} if payload is None else payload

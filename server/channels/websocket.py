@@ -1,7 +1,7 @@
 """The websocket transport behind ``/socket/websocket``.
 
 Tornado answers the HTTP request and checks it (the serializer chosen by ``?vsn=``, the
-upgrade headers, the origin); then the connection leaves Tornado: its socket goes to an asyncio
+upgrade headers, the origin, then the app's ``Socket.connect``: token auth by default); then the connection leaves Tornado: its socket goes to an asyncio
 ``Protocol`` (``WebSocket``) that speaks RFC 6455 through the sans-I/O ``rfc6455`` module. A
 Tornado ``WebSocketHandler`` would keep its request, headers, HTTP connection, stream buffers
 and a read coroutine alive for the socket's whole life; an idle socket here is a slotted
@@ -20,6 +20,7 @@ import binascii
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from ..pubsub import PubSub
 from ..settings import Endpoint
 from . import rfc6455
+from .connect import ConnectInfo, ConnectRefused, Socket
 from .rfc6455 import (
     DATA_OPCODES,
     CloseCode,
@@ -76,7 +78,7 @@ class SocketRegistry:
     def add(self, websocket: "WebSocket") -> None:
         self.sockets.add(websocket)
         if self._closing_with is not None:
-            websocket.close(*self._closing_with)
+            websocket.shut_down(*self._closing_with)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(
                 self._server_timeout / _SWEEPS_PER_TIMEOUT, self._sweep_idle)
@@ -85,9 +87,10 @@ class SocketRegistry:
         self.sockets.discard(websocket)
 
     def close_all(self, code: CloseCode = CloseCode.GOING_AWAY, reason: str = "node shutting down") -> None:
+        """The node is going away: every socket is shut down (see ``WebSocket.shut_down``)."""
         self._closing_with = (code, reason)
         for websocket in list(self.sockets):
-            websocket.close(code, reason)
+            websocket.shut_down(code, reason)
 
     def abort_all(self) -> None:
         for websocket in list(self.sockets):
@@ -144,11 +147,11 @@ class WebSocket(asyncio.Protocol):
                  "_handover", "_outbox", "_outbox_size", "_close_sent", "_close_timer", "_ping_second", "_pings")
 
     def __init__(self, registry: SocketRegistry, endpoint: Endpoint, serializer: Serializer, router: Router,
-                 pubsub: PubSub, peer: str, handover: tuple[bytes, bytes]) -> None:
+                 pubsub: PubSub, peer: str, user_socket: Socket, handover: tuple[bytes, bytes]) -> None:
         self.registry = registry
         self.peer = peer
         self.phoenix_socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub,
-                                                                  endpoint.max_channels, peer)
+                                                                  endpoint.max_channels, peer, user_socket)
         self.reader = MessageReader(endpoint.max_frame_size)
         self.transport: asyncio.Transport | None = None
         self.last_seen = time.monotonic()
@@ -306,6 +309,14 @@ class WebSocket(asyncio.Protocol):
     def close(self, code: CloseCode, reason: str) -> None:
         self._send_close(close_frame(code, reason))
 
+    def shut_down(self, code: CloseCode, reason: str) -> None:
+        """The node is going away: the channels end now with ``"shutdown"`` (their terminate
+        may still push a last word, and can tell this from a client that left), then the
+        socket is closed with ``code``."""
+        if self.phoenix_socket is not None:
+            self.phoenix_socket.closed("shutdown")
+        self.close(code, reason)
+
     def _send_close(self, frame: bytes) -> None:
         """Our close frame, after whatever is waiting; the client then has CLOSE_TIMEOUT to
         answer (or to take what the transport holds) before it is cut."""
@@ -324,11 +335,13 @@ class WebSocket(asyncio.Protocol):
 class UpgradeHandler(tornado.web.RequestHandler):
     """Checks a websocket request, then hands its connection to a ``WebSocket``."""
 
-    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry) -> None:
+    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry,
+                   new_socket: Callable[[], Socket]) -> None:
         self.router = router
         self.pubsub = pubsub
         self.endpoint = endpoint
         self.registry = registry
+        self.new_socket = new_socket
 
     async def get(self) -> None:
         vsn = self.get_query_argument("vsn", None)
@@ -358,9 +371,12 @@ class UpgradeHandler(tornado.web.RequestHandler):
         if not _valid_key(key):
             self._refuse(400, "missing or invalid Sec-WebSocket-Key")
             return
+        peer = self.request.remote_ip or "unknown"
+        user_socket = self._connect(peer)
+        if user_socket is None:
+            return
         response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n\r\n").encode("ascii")
-        peer = self.request.remote_ip or "unknown"
         self.set_status(101)
         self.application.log_request(self)  # Tornado's access line, as for any other request
         taken = _take_socket(self.detach(), peer)
@@ -368,7 +384,7 @@ class UpgradeHandler(tornado.web.RequestHandler):
             return
         sock, early = taken
         websocket = WebSocket(self.registry, self.endpoint, serializer, self.router, self.pubsub, peer,
-                              (response, early))
+                              user_socket, (response, early))
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
         except OSError as exc:
@@ -377,6 +393,23 @@ class UpgradeHandler(tornado.web.RequestHandler):
         except BaseException:
             sock.close()
             raise
+
+    def _connect(self, peer: str) -> Socket | None:
+        """The app's socket after its ``connect`` accepted the request; None once refused
+        with 403 and one log line (the reason: never the token, which the access line
+        redacts too)."""
+        user_socket = self.new_socket()
+        params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        try:
+            user_socket.connect(params, ConnectInfo(peer, self.request.headers))
+        except ConnectRefused as refusal:
+            log.warning("refusing websocket from %s: %s", peer, refusal.reason)
+        except Exception:
+            log.exception("refusing websocket from %s: %s.connect crashed", peer, type(user_socket).__name__)
+        else:
+            return user_socket
+        self._refuse(403, "connect refused")
+        return None
 
     def _refuse(self, status: int, text: str) -> None:
         self.set_status(status)
