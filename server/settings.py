@@ -4,7 +4,7 @@ This is the only module that reads the process environment. Two document shapes 
 
 * the project's ``vm.yml``: ``release``, ``environments`` (build options and a cookie per
   environment, each optionally overriding run-time sections) and the run-time sections
-  ``node``, ``endpoint``, ``kernel`` and ``api``;
+  ``node``, ``endpoint``, ``kernel``, ``api`` and ``auth``;
 * a release's embedded settings: the same run-time sections with one environment already
   merged in (``flatten`` makes it), so a release boots without the project's vm.yml.
 
@@ -33,6 +33,7 @@ ENV_COOKIE = "RELEASE_COOKIE"
 ENV_SYNC_NODES = "RELEASE_SYNC_NODES"
 ENV_TMP = "RELEASE_TMP"
 ENV_API_KEY = "GOSSIPY_API_KEY"
+ENV_JWT_SECRET = "GOSSIPY_JWT_SECRET"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MIN_PROD_COOKIE = 16
@@ -88,6 +89,12 @@ class ApiKey(Secret):
     __slots__ = ()
 
 
+class JwtSecret(Secret):
+    """The secret that signs connect tokens (``auth.jwt_secret``)."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class Endpoint:
     host: str = "0.0.0.0"
@@ -111,6 +118,16 @@ class Api:
     # keeps the node's 4 KiB.
     max_body: int = 1024 * 1024
     max_batch: int = 1000
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Token auth by configuration: with a ``jwt_secret``, a websocket connects only with a
+    ``token`` parameter that is a JWT signed with it by one of ``jwt_algorithms`` (checked,
+    with the secret's length, by server/auth when the node starts)."""
+
+    jwt_secret: JwtSecret | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,7 @@ class Settings:
     endpoint: Endpoint = Endpoint()
     distribution: Distribution = Distribution()
     api: Api = Api()
+    auth: Auth = Auth()
     tmp_dir: str | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -172,6 +190,7 @@ class Settings:
         data = dataclasses.asdict(self)
         data["distribution"]["cookie"] = "******" if self.distribution.cookie else None
         data["api"]["key"] = "******" if self.api.key else None
+        data["auth"]["jwt_secret"] = "******" if self.auth.jwt_secret else None
         return data
 
 
@@ -242,6 +261,11 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "max_body": (_positive_int, "bytes, a positive integer"),
         "max_batch": (_positive_int, "a positive integer"),
     },
+    "auth": {
+        "jwt_secret": (_string, "the secret that signs connect tokens (HMAC)"),
+        "jwt_algorithms": (lambda v: _node_list(v) and bool(v) and all(v),
+                           "a non-empty list of HMAC algorithm names such as HS256"),
+    },
     "release": {
         "name": (_string, "the release name"),
         "default_environment": (_string, "the name of an environment"),
@@ -256,8 +280,8 @@ BUILD_SCHEMA: dict[str, tuple[Any, str]] = {
     "cookie": (_string, "the shared cluster secret"),
 }
 
-_RUNTIME_SECTIONS = ("node", "endpoint", "kernel", "api")
-_SECRET_KEYS = frozenset({"cookie", "key"})
+_RUNTIME_SECTIONS = ("node", "endpoint", "kernel", "api", "auth")
+_SECRET_KEYS = frozenset({"cookie", "key", "jwt_secret"})
 
 
 # ---- reading YAML with line numbers ----------------------------------------------------------
@@ -482,6 +506,7 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     kernel = dict(data.get("kernel") or {})
     release = dict(data.get("release") or {})
     api = dict(data.get("api") or {})
+    auth = dict(data.get("auth") or {})
 
     if ENV_PORT in environ:
         try:
@@ -526,12 +551,17 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     api_key = environ.get(ENV_API_KEY, api.pop("key", None))
     if api_key and environment == "prod":
         _refuse_weak("api.key", api_key, f"set a random one in vm.yml or {ENV_API_KEY}")
+    jwt_secret = environ.get(ENV_JWT_SECRET, auth.get("jwt_secret"))
+    if jwt_secret and environment == "prod":
+        _refuse_weak("auth.jwt_secret", jwt_secret, f"set a random one in vm.yml or {ENV_JWT_SECRET}")
     return Settings(
         release=release.get("name", Settings.release),
         environment=environment,
         endpoint=endpoint,
         distribution=distribution,
         api=Api(key=ApiKey(api_key) if api_key else None, **api),
+        auth=Auth(jwt_secret=JwtSecret(jwt_secret) if jwt_secret else None,
+                  jwt_algorithms=tuple(auth.get("jwt_algorithms", Auth.jwt_algorithms))),
         tmp_dir=environ.get(ENV_TMP, release.get("tmp_dir")),
     )
 
