@@ -359,3 +359,14 @@ def test_the_api_is_importable_from_one_module() -> None:
     assert set(api.__all__) == {"Channel", "ConnectInfo", "ConnectRefused", "JoinRefused", "Reply", "Socket",
                                 "Timer"}
     assert all(getattr(api, name).__doc__ for name in api.__all__)
+
+
+def test_a_channel_class_that_delivers_its_own_way_keeps_its_deliver() -> None:
+    class Own(Channel):
+        def deliver(self, message: Any, cache: dict[Any, Any]) -> None:
+            pass
+
+    class Intercepting(Own):
+        intercept = frozenset({"x"})
+
+    assert Own.deliver is not Channel.deliver and Intercepting.deliver is Own.deliver

@@ -112,7 +112,9 @@ class Channel:
         cls.intercept = frozenset(intercept)
         # Only a class that intercepts pays for looking the event up; the others keep the
         # fastlane untouched (a broadcast to thousands of sockets is the hot path).
-        cls.deliver = Channel._deliver_intercepted if cls.intercept else Channel.deliver  # type: ignore[method-assign]
+        if cls.deliver in (Channel.deliver, Channel._deliver_intercepted):  # not the app's own
+            cls.deliver = (  # type: ignore[method-assign]
+                Channel._deliver_intercepted if cls.intercept else Channel.deliver)
 
     def __init__(self, topic: str, join_ref: str | int | None, host: ChannelHost) -> None:
         self.topic = topic

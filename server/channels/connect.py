@@ -16,6 +16,9 @@ from typing import Any
 from ..auth import AuthError, TokenVerifier, TopicRule
 
 TOKEN_PARAM = "token"
+# Shared by every connection without a token: an idle socket should cost little memory.
+_NO_ASSIGNS: Mapping[str, Any] = MappingProxyType({})
+_ANY_TOPIC = TopicRule(any=True)
 
 
 class ConnectRefused(Exception):
@@ -42,10 +45,12 @@ class Socket:
     ``jwt_secret`` is set), so a subclass that overrides ``__init__`` passes it on.
     """
 
+    __slots__ = ("_verifier", "assigns", "_topics")  # a subclass without __slots__ still has a __dict__
+
     def __init__(self, verifier: TokenVerifier | None) -> None:
         self._verifier = verifier
-        self.assigns: Mapping[str, Any] = MappingProxyType({})
-        self._topics = TopicRule(any=True)
+        self.assigns: Mapping[str, Any] = _NO_ASSIGNS
+        self._topics = _ANY_TOPIC
 
     def connect(self, params: Mapping[str, str], info: ConnectInfo) -> None:
         """Called once per websocket request, before the upgrade, with its query parameters

@@ -72,8 +72,11 @@ class PhoenixSocket:
         self.peer = peer
         self.channels: dict[str, Channel] = {}
         self.user_socket = user_socket or Socket(None)
-        # A copy behind a read-only view: what connect set cannot change under the channels.
-        self.assigns: Mapping[str, Any] = MappingProxyType(dict(self.user_socket.assigns))
+        # Read-only for the channels: a token's claims already are; what an app's connect set
+        # is copied, so it cannot change under them either.
+        assigns = self.user_socket.assigns
+        self.assigns: Mapping[str, Any] = (assigns if isinstance(assigns, MappingProxyType)
+                                           else MappingProxyType(dict(assigns)))
         self.scheduler = scheduler
         # Made on the first mistake: most sockets never make one.
         self._mistakes_logged: set[str] | None = None
