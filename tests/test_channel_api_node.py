@@ -168,6 +168,10 @@ def test_auth_settings_from_vm_yml_and_the_environment_with_the_secret_never_sho
     for shown in (json.dumps(from_env.describe()), repr(from_env), str(from_env.auth)):
         assert "from-env-" not in shown and SECRET not in shown
     assert from_env.describe()["auth"] == {"jwt_secret": "******", "jwt_algorithms": ("HS256",)}
+    guessable = "secret-" * 6
+    with pytest.raises(SettingsError, match="the prod auth.jwt_secret is too weak") as weak:
+        settings_from({"release": {"environment": "prod"}}, {"GOSSIPY_JWT_SECRET": guessable})
+    assert guessable not in str(weak.value)
 
 
 @pytest.mark.parametrize("text, error", [
