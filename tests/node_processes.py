@@ -86,7 +86,7 @@ class NodeProcess(Node):
                  config: dict[str, Any], env: dict[str, str]) -> None:
         super().__init__(proc, log_path)
         self.index = index
-        self.host = address(index)
+        self.host = config["endpoint"]["host"]
         self.port = http_port
         self.config = config
         self.env = env
@@ -155,18 +155,31 @@ class NodeProcesses:
         finally:
             self.close()
 
+    # Where node ``index`` is: its name, its HTTP address and port, and the command in front of
+    # ``python -m server`` that puts it there (none: this machine's 127.0.0.x). A subclass
+    # overrides them to put nodes elsewhere (tests/netns_hosts.py: one network namespace each).
+
+    def node_name(self, index: int) -> str:
+        return node_name(index)
+
+    def http_host(self, index: int) -> str:
+        return address(index)
+
     def http_port(self, index: int) -> int:
         if index not in self._http_ports:
             self._http_ports[index] = free_port([address(index)])
         return self._http_ports[index]
 
+    def command_prefix(self, index: int) -> list[str]:
+        return []
+
     def config(self, index: int, sync: Iterable[int] = (), mandatory: Iterable[int] = (),
                sections: dict[str, Any] | None = None) -> dict[str, Any]:
         document = {
-            "node": {"name": node_name(index), "cookie": self.cookie, "dist_port": self.dist_port},
-            "endpoint": {"host": address(index), "port": self.http_port(index)},
-            "kernel": {"sync_nodes_optional": [node_name(i) for i in sync],
-                       "sync_nodes_mandatory": [node_name(i) for i in mandatory],
+            "node": {"name": self.node_name(index), "cookie": self.cookie, "dist_port": self.dist_port},
+            "endpoint": {"host": self.http_host(index), "port": self.http_port(index)},
+            "kernel": {"sync_nodes_optional": [self.node_name(i) for i in sync],
+                       "sync_nodes_mandatory": [self.node_name(i) for i in mandatory],
                        "sync_nodes_timeout": SYNC_TIMEOUT_MS},
         }
         return _merge(_merge(document, self.sections), sections or {})
@@ -234,7 +247,7 @@ class NodeProcesses:
         config_path = self.directory / f"node{index}-{serial}.yml"
         config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         log_path = self.directory / f"node{index}-{serial}.log"
-        proc = spawn_node(["--config", str(config_path)], log_path, env)
+        proc = spawn_node(["--config", str(config_path)], log_path, env, self.command_prefix(index))
         node = NodeProcess(proc, log_path, index, config["endpoint"]["port"], config, env)
         self.started.append(node)
         return node

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
@@ -152,10 +152,12 @@ def node_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def spawn_node(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m server ARGS`` in the background, everything it prints going to ``log_path``."""
+def spawn_node(args: list[str], log_path: Path, env: dict[str, str],
+               prefix: Sequence[str] = ()) -> subprocess.Popen:
+    """``python -m server ARGS`` in the background, everything it prints going to ``log_path``;
+    ``prefix`` runs it (``ip netns exec NS``: exec'd in place, so the PID is the node's)."""
     with open(log_path, "wb") as log_file:
-        return subprocess.Popen(node_command(*args), cwd=ROOT, env=node_env(**env),
+        return subprocess.Popen([*prefix, *node_command(*args)], cwd=ROOT, env=node_env(**env),
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
 
 
