@@ -1,4 +1,5 @@
-"""``python -m server [--config FILE] [--env ENV] [foreground|ping|nodes|describe]``."""
+"""``python -m server [--config FILE] [--env ENV] [foreground|ping|nodes|describe]``, or
+``... broadcast TOPIC EVENT [PAYLOAD]`` (PAYLOAD a JSON object, ``{}`` when left out)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 import json
 import logging
 import sys
+from typing import Any
 
 import uvloop
 
+from . import publishing, strictjson
 from . import settings as settings_module
 
-COMMANDS = ("foreground", "ping", "nodes", "describe")
+COMMANDS = ("foreground", "ping", "nodes", "describe", "broadcast")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a vm.yml or a release's embedded settings (default: built-in defaults)")
     parser.add_argument("--env", help="the vm.yml environment to run (default: its default_environment)")
     parser.add_argument("command", nargs="?", default="foreground", choices=COMMANDS)
+    parser.add_argument("arguments", nargs="*", metavar="TOPIC EVENT [PAYLOAD]",
+                        help="broadcast only: the topic, the event and a JSON object payload")
     return parser
 
 
@@ -28,13 +33,26 @@ def _fail(message: str, status: int = 1) -> int:
     return status
 
 
-def _query(settings: settings_module.Settings, command: str) -> int:
+def _broadcast_message(arguments: list[str]) -> dict[str, Any]:
+    """``TOPIC EVENT [PAYLOAD]`` as a message; publishing.BadRequest for one the node would refuse."""
+    if len(arguments) not in (2, 3):
+        raise publishing.BadRequest("broadcast takes TOPIC EVENT [PAYLOAD], e.g. room:lobby shout '{\"body\": \"hi\"}'")
+    try:
+        payload = strictjson.loads(arguments[2]) if len(arguments) == 3 else {}
+    except strictjson.NotJSON as exc:
+        raise publishing.BadRequest(f"PAYLOAD is not JSON: {exc}") from None
+    message = {"topic": arguments[0], "event": arguments[1], "payload": payload}
+    publishing.message(message)
+    return message
+
+
+def _query(settings: settings_module.Settings, command: str, message: Any = None) -> int:
     from .cluster import control
 
     if settings.distribution.node is None:
         return _fail("this node is not distributed (set node.sname or node.name, or RELEASE_NODE)")
     try:
-        answer = asyncio.run(control.query(settings.distribution, command))
+        answer = asyncio.run(control.query(settings.distribution, command, message=message))
     except control.ControlError as exc:
         return _fail(str(exc))
     sys.stdout.write((answer if isinstance(answer, str) else "\n".join(answer)) + "\n")
@@ -42,7 +60,10 @@ def _query(settings: settings_module.Settings, command: str) -> int:
 
 
 def main() -> None:
-    args = _parser().parse_args()
+    parser = _parser()
+    args = parser.parse_args()
+    if args.arguments and args.command != "broadcast":
+        parser.error(f"{args.command} takes no arguments")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_module.load(args.config, args.env)
@@ -53,6 +74,12 @@ def main() -> None:
         sys.exit(0)
     if args.command in ("ping", "nodes"):
         sys.exit(_query(settings, args.command))
+    if args.command == "broadcast":
+        try:
+            message = _broadcast_message(args.arguments)
+        except publishing.BadRequest as exc:
+            sys.exit(_fail(f"broadcast: {exc}", status=2))
+        sys.exit(_query(settings, args.command, message))
     from .app import run
 
     # uvloop: the event loop and asyncio streams in C, which node-to-node traffic pays for (README, Dependencies).

@@ -27,8 +27,8 @@ from typing import Any
 import tornado.web
 from tornado.http1connection import HTTP1Connection
 
-from . import strictjson
-from .pubsub import Broadcast, PubSub
+from .publishing import BadRequest, parse
+from .pubsub import PubSub
 from .settings import Api
 
 log = logging.getLogger("gossipy.api")
@@ -41,56 +41,6 @@ FAILURE_WINDOW = 60.0
 # Addresses remembered at once; past this the oldest windows are forgotten first, so a flood
 # of addresses costs bounded memory (and each forgotten one is only ever allowed its ten again).
 MAX_ADDRESSES = 10_000
-# Events Phoenix reserves: phoenix.js hands a broadcast of one to the channel's own state
-# machine (a "phx_close" would make every client believe it had left the topic).
-RESERVED_PREFIX = "phx_"
-_FIELDS = ("topic", "event", "payload")
-
-
-class BadRequest(ValueError):
-    """The body is not a broadcast request; the message says why (it is sent back as is)."""
-
-
-def parse(body: bytes | bytearray, max_batch: int) -> list[Broadcast]:
-    """The messages of a request body; BadRequest naming the first fault."""
-    try:
-        data = strictjson.loads(body)
-    except strictjson.NotJSON as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequest('expected a JSON object: {"topic", "event", "payload"} or {"messages": [...]}')
-    if "messages" not in data:
-        return [_message(data, "")]
-    if set(data) != {"messages"}:
-        raise BadRequest('a batch has the one key "messages"')
-    batch = data["messages"]
-    if not isinstance(batch, list):
-        raise BadRequest("messages must be an array")
-    if len(batch) > max_batch:
-        raise BadRequest(f"at most {max_batch} messages per request, got {len(batch)}")
-    return [_message(item, f"messages[{i}]: ") for i, item in enumerate(batch)]
-
-
-def _message(item: Any, where: str) -> Broadcast:
-    if not isinstance(item, dict):
-        raise BadRequest(f"{where}a message must be an object")
-    for field in _FIELDS:
-        if field not in item:
-            raise BadRequest(f"{where}missing {field}")
-    if len(item) != len(_FIELDS):
-        raise BadRequest(f"{where}a message has exactly the keys topic, event and payload")
-    topic, event, payload = (item[field] for field in _FIELDS)
-    if not isinstance(topic, str) or not topic:
-        raise BadRequest(f"{where}topic must be a non-empty string")
-    if not isinstance(event, str) or not event:
-        raise BadRequest(f"{where}event must be a non-empty string")
-    if event.startswith(RESERVED_PREFIX):
-        raise BadRequest(f"{where}events starting with {RESERVED_PREFIX} are reserved by Phoenix")
-    if not isinstance(payload, dict):
-        raise BadRequest(f"{where}payload must be an object")
-    return Broadcast(topic, event, payload)
-
-
 class Throttle:
     """Wrong keys per client address, in fixed windows that start at an address's first
     failure: after MAX_FAILURES in one window the address is refused until the window ends."""

@@ -20,7 +20,7 @@ die() {
 
 usage() {
     cat <<USAGE
-Usage: $(basename "$0") COMMAND
+Usage: $(basename "$0") COMMAND [ARGUMENTS]
 
   foreground  run the node in this process (exec'd, so signals reach it); SIGTERM/Ctrl-C stop it
   start       run the node in the background, with a pid file and a log file
@@ -31,6 +31,9 @@ Usage: $(basename "$0") COMMAND
   version     print the release name and version
   nodes       print the cluster members as the running node sees them
   describe    print the settings this node runs with (cookie masked)
+  broadcast TOPIC EVENT [PAYLOAD]
+              send EVENT with PAYLOAD (a JSON object) to every subscriber of TOPIC on every
+              node, through the running node's distribution channel
 
 $REL_NAME $REL_VSN, environment $REL_ENV. Without a rebuild, RELEASE_COOKIE, RELEASE_NODE,
 RELEASE_DISTRIBUTION, RELEASE_SYNC_NODES and PORT override the embedded settings, whose
@@ -169,10 +172,10 @@ case ${1:-} in
     pid)
         running_pid || die "not running (no live node in $PIDFILE)"
         ;;
-    ping | nodes | describe)
+    ping | nodes | describe | broadcast)
         ensure_tmp
         find_python
-        exec "$PYTHON" -I "$PEX" --config "$SETTINGS" "$1"
+        exec "$PYTHON" -I "$PEX" --config "$SETTINGS" "$@"
         ;;
     version)
         echo "$REL_NAME $REL_VSN"

@@ -1,5 +1,5 @@
-"""Questions to a running node from another process: ``bin/gossipy ping`` and ``nodes``, both
-halves.
+"""Questions to a running node from another process: ``bin/gossipy ping``, ``nodes`` and
+``broadcast``, both halves.
 
 Like Erlang's nodetool, the asker is a *hidden* node: it proves the cookie with the same
 handshake as a member, asks one question, and is never a member of the cluster. :func:`query`
@@ -24,16 +24,21 @@ from .peer import Peer, Unreachable, dial
 
 log = logging.getLogger("gossipy.cluster.control")
 
-QUESTIONS = ("ping", "nodes")
+QUESTIONS = ("ping", "nodes", "broadcast")
+
+# What a node does with a broadcast handed to it by a hidden peer: raises ValueError, whose
+# message goes back to the asker, for a message it refuses.
+Publish = Callable[[Any], None]
 
 
 class ControlError(Exception):
     """The node could not be asked; the message says why, for a human."""
 
 
-async def query(distribution: Distribution, question: str, timeout: float = 5.0) -> Any:
+async def query(distribution: Distribution, question: str, timeout: float = 5.0, message: Any = None) -> Any:
     """Asks the local node ``question``: "ping" -> "pong"; "nodes" -> [its name, then the
-    names of the peers it is connected to]. Raises ControlError."""
+    names of the peers it is connected to]; "broadcast" ``message`` (``{"topic", "event",
+    "payload"}``) to every subscriber in the cluster -> "ok". Raises ControlError."""
     if question not in QUESTIONS:
         raise ValueError(f"unknown question {question!r}; expected one of {', '.join(QUESTIONS)}")
     if distribution.node is None or distribution.cookie is None:
@@ -53,7 +58,10 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0)
             peer = await dial(host, port, Initiator(me, distribution.cookie, expect=name, hidden=True), timeout=None,
                               contexts=contexts, server_hostname=distribution.host)
             try:
-                peer.send(encode_json(FrameType.QUERY, {"query": question}))
+                asked: dict[str, Any] = {"query": question}
+                if message is not None:
+                    asked["message"] = message
+                peer.send(encode_json(FrameType.QUERY, asked))
                 frame = await peer.receive()
             finally:
                 peer.finish()
@@ -75,9 +83,19 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0)
         answer = decode_json(frame)
     except FrameError:
         answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("refused"), str):
+        raise ControlError(f"{where} refused the {question}: {answer['refused']}")
     if not isinstance(answer, dict) or "result" not in answer:
         raise ControlError(f"{where} could not answer {question!r}: {answer!r}")
     return answer["result"]
+
+
+def _published(publish: Publish, message: Any) -> dict[str, object]:
+    try:
+        publish(message)
+    except ValueError as exc:
+        return {"refused": str(exc)}
+    return {"result": "ok"}
 
 
 def _refusal(where: str, exc: HandshakeError) -> str:
@@ -91,9 +109,10 @@ def _refusal(where: str, exc: HandshakeError) -> str:
     return f"{where} refused the connection: {exc}"
 
 
-async def answer(peer: Peer, nodes: Callable[[], list[str]], timeout: float) -> None:
+async def answer(peer: Peer, nodes: Callable[[], list[str]], publish: Publish | None, timeout: float) -> None:
     """The node's half: a hidden peer asks one question within ``timeout``, gets one answer,
-    and is closed. ``nodes()``: this node's name, then the names of its up peers."""
+    and is closed. ``nodes()``: this node's name, then the names of its up peers; ``publish``
+    broadcasts a message (None: this node has nothing to publish to)."""
     try:
         async with asyncio.timeout(timeout):
             frame = await peer.receive()
@@ -103,6 +122,9 @@ async def answer(peer: Peer, nodes: Callable[[], list[str]], timeout: float) -> 
                 reply: dict[str, object] = {"result": "pong"}
             elif question == {"query": "nodes"}:
                 reply = {"result": nodes()}
+            elif isinstance(question, dict) and question.keys() == {"query", "message"} \
+                    and question["query"] == "broadcast" and publish is not None:
+                reply = _published(publish, question["message"])
             else:
                 reply = {"error": "unknown query"}
             peer.finish(encode_json(FrameType.ANSWER, reply))

@@ -107,6 +107,7 @@ class Node:
         self._wanted: dict[str, _Want] = {}
         self._up_changed = asyncio.Event()
         self._receiver: Callable[[str, bytes], None] | None = None
+        self._publisher: control.Publish | None = None
         self._tls: tls.Contexts | None = None
 
     # ---- the API -------------------------------------------------------------------------
@@ -172,6 +173,11 @@ class Node:
     def set_receiver(self, receiver: Callable[[str, bytes], None]) -> None:
         """``receiver(sender_name, payload)`` gets each broadcast from a peer, in the order sent."""
         self._receiver = receiver
+
+    def set_publisher(self, publisher: control.Publish) -> None:
+        """``publisher(message)`` broadcasts a message that ``bin/gossipy broadcast`` handed to
+        this node, or raises ValueError saying why it will not."""
+        self._publisher = publisher
 
     # ---- boot ------------------------------------------------------------------------------
 
@@ -309,7 +315,8 @@ class Node:
                 del self._accepting[claim.name]
                 self._nudge(claim.name)
         if info.hidden:
-            await control.answer(peer, lambda: [self.name] + self.connected_nodes(), self._handshake_timeout)
+            await control.answer(peer, lambda: [self.name] + self.connected_nodes(), self._publisher,
+                                 self._handshake_timeout)
         else:
             self._peer_up(peer, "accepted")
 

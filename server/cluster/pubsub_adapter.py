@@ -9,8 +9,9 @@ their order on every receiving node.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from .. import strictjson
+from .. import publishing, strictjson
 from ..pubsub import Broadcast, PubSub
 from .framing import FrameError
 from .membership import Node
@@ -25,6 +26,7 @@ class ClusterAdapter:
         self._node = node
         self._pubsub = pubsub
         node.set_receiver(self._received)
+        node.set_publisher(self._publish)
 
     def broadcast(self, message: Broadcast) -> None:
         """Sends ``message`` once to every up peer node."""
@@ -36,6 +38,11 @@ class ClusterAdapter:
         except (TypeError, ValueError, FrameError) as exc:
             # The other nodes miss this one message; this node's subscribers still get it.
             log.error("broadcast of %s on %s not sent to the other nodes: %s", message.event, message.topic, exc)
+
+    def _publish(self, message: Any) -> None:
+        """A message from ``bin/gossipy broadcast``: checked as the backend API checks one, then
+        broadcast like any channel's (``publishing.BadRequest`` is the ValueError it refuses with)."""
+        self._pubsub.broadcast(publishing.message(message))
 
     def _received(self, sender: str, data: bytes) -> None:
         try:

@@ -199,6 +199,45 @@ async def test_ping_and_nodes_from_another_process(tmp_path) -> None:
         assert f"{node_name(3)} at 127.0.0.3:{cluster.dist_port} is not running" in down.stderr
 
 
+async def test_broadcast_from_another_process_reaches_every_node_once(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        nodes = cluster.start_many([2, 3])
+        await cluster.async_wait_for_mesh(nodes)
+        clients = [await join_room(node) for node in nodes]
+        config = tmp_path / "publisher.yml"
+        config.write_text(yaml.safe_dump(nodes[0].config), encoding="utf-8")
+
+        def broadcast(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            return run_node("--config", str(config), "broadcast", *arguments, env=env or {})
+
+        sent = broadcast(TOPIC, "news", '{"body": "from the backend"}')
+        assert (sent.returncode, sent.stdout) == (0, "ok\n"), sent.stderr
+        for client in clients:
+            frame = await client.receive_until(lambda f: f.event == "news")
+            assert (frame.topic, frame.payload, frame.ref) == (TOPIC, {"body": "from the backend"}, None)
+        assert broadcast(TOPIC, "ping").returncode == 0  # the payload defaults to {}
+        for client in clients:
+            assert (await client.receive_until(lambda f: f.event == "ping")).payload == {}
+            await client.assert_silent(0.3)  # each once
+
+        for arguments, reason in [
+            ((TOPIC, "news", "[1]"), "broadcast: payload must be an object"),
+            ((TOPIC, "news", "{nope"), "broadcast: PAYLOAD is not JSON"),
+            ((TOPIC, "phx_close"), "broadcast: events starting with phx_ are reserved by Phoenix"),
+            ((TOPIC,), "broadcast: broadcast takes TOPIC EVENT [PAYLOAD]"),
+        ]:
+            refused = broadcast(*arguments)
+            assert refused.returncode == 2 and refused.stderr.startswith(f"gossipy: {reason}"), refused.stderr
+            assert len(refused.stderr.splitlines()) == 1
+        wrong_cookie = broadcast(TOPIC, "news", env={"RELEASE_COOKIE": "not-the-cookie"})
+        assert wrong_cookie.returncode == 1 and "bad cookie" in wrong_cookie.stderr
+        for client in clients:
+            await client.assert_silent(0.3)
+            client.close()
+        for node in nodes:
+            node.assert_clean()
+
+
 def test_the_harness_names_what_it_started(tmp_path) -> None:
     with NodeProcesses(tmp_path) as cluster:
         [node] = cluster.start_many([7])

@@ -21,7 +21,8 @@ def test_usage_version_and_unknown_commands(prod_root: Path, no_python_path: str
     node = make_node(prod_root, no_python_path)
     bare = node.run()
     assert bare.returncode == 1 and "Usage: gossipy COMMAND" in bare.stderr
-    for command in ("foreground", "start", "stop", "restart", "ping", "pid", "version", "nodes", "describe"):
+    for command in ("foreground", "start", "stop", "restart", "ping", "pid", "version", "nodes", "describe",
+                    "broadcast"):
         assert f"  {command} " in bare.stderr
     wrong = node.run("launch")
     assert wrong.returncode == 1
@@ -143,6 +144,9 @@ def test_start_ping_nodes_pid_restart_stop_of_a_two_node_cluster(
     # ping goes to the node over its distribution channel, with the cookie
     wrong = first.run("ping", RELEASE_COOKIE="not-the-cookie-of-this-cluster")
     assert wrong.returncode != 0 and wrong.stdout.strip() != "pong"
+    # and so does broadcast (its delivery to every node: tests/cluster/test_cluster_processes.py)
+    published = second.run("broadcast", "room:lobby", "news", '{"body": "from the release"}')
+    assert (published.returncode, published.stdout) == (0, "ok\n"), published.stderr
 
     restarted = second.run("restart")
     assert restarted.returncode == 0, restarted.stderr
