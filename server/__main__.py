@@ -10,6 +10,7 @@ import sys
 
 import uvloop
 
+from . import apps
 from . import settings as settings_module
 
 COMMANDS = ("foreground", "ping", "nodes", "describe")
@@ -48,15 +49,21 @@ def main() -> None:
         settings = settings_module.load(args.config, args.env)
     except settings_module.SettingsError as exc:
         sys.exit(_fail(str(exc), status=2))
+    if args.command in ("ping", "nodes"):
+        sys.exit(_query(settings, args.command))
+    # describe imports the app too, so that `bin/gossipy start` (which runs it first) reports
+    # a bad app on the terminal rather than in the log.
+    try:
+        app = apps.load(settings.app)
+    except apps.AppError as exc:
+        sys.exit(_fail(str(exc), status=2))
     if args.command == "describe":
         sys.stdout.write(json.dumps(settings.describe(), indent=2) + "\n")
         sys.exit(0)
-    if args.command in ("ping", "nodes"):
-        sys.exit(_query(settings, args.command))
     from .app import run
 
     # uvloop: the event loop and asyncio streams in C, which node-to-node traffic pays for (README, Dependencies).
-    sys.exit(uvloop.run(run(settings)))
+    sys.exit(uvloop.run(run(settings, app)))
 
 
 if __name__ == "__main__":
