@@ -178,7 +178,7 @@ class Server:
 async def run(settings: Settings, app: App) -> int:
     """Runs a node serving ``app`` until SIGTERM or SIGINT; the exit status for the process."""
     log.info("app %s: topics %s", app.module, ", ".join(pattern for pattern, _ in app.routes))
-    return await serve(Server(settings, routes=app.routes))
+    return await serve(Server(settings, routes=app.routes, socket_class=app.socket_class))
 
 
 async def serve(server: Server) -> int:

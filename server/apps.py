@@ -1,10 +1,10 @@
 """The app a node serves: a module named by ``app:`` in vm.yml (or ``GOSSIPY_APP``) exposing
 
     ROUTES = [("room:*", RoomChannel), ("lobby", LobbyChannel)]   # (topic pattern, Channel subclass)
-    SOCKET = MySocket                                               # optional: the socket class
+    SOCKET = MySocket                                               # optional: a Socket subclass
 
     app = load("examples.notifications.app")     # AppError(message) for a bad reference
-    Server(settings, routes=app.routes)
+    Server(settings, routes=app.routes, socket_class=app.socket_class)
 
 The module is imported by name with Python's own path resolution: from the current folder
 for ``python -m server`` run in a project, from the PEX in a release (which carries the app).
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .channels import Channel
+from .channels import Channel, Socket
 
 ROUTES_SHAPE = "ROUTES = [(topic pattern, Channel subclass), ...]"
 
@@ -32,8 +32,8 @@ class AppError(Exception):
 class App:
     module: str
     routes: tuple[tuple[str, type[Channel]], ...]
-    # The app's socket class (SOCKET), or None for the server's own.
-    socket_class: type | None = None
+    # The app's SOCKET, or the base Socket (token auth by configuration) when it has none.
+    socket_class: type[Socket] = Socket
 
 
 def load(name: str) -> App:
@@ -61,9 +61,9 @@ def check(module: ModuleType) -> App:
     if not isinstance(routes, (list, tuple)) or not routes:
         raise AppError(f"app {name}: ROUTES must be a non-empty list, {ROUTES_SHAPE}; got {_show(routes)}")
     checked = tuple(_route(name, index, route) for index, route in enumerate(routes))
-    socket_class = getattr(module, "SOCKET", None)
-    if socket_class is not None and not isinstance(socket_class, type):
-        raise AppError(f"app {name}: SOCKET must be a class, got {_show(socket_class)}")
+    socket_class = getattr(module, "SOCKET", Socket)
+    if not (isinstance(socket_class, type) and issubclass(socket_class, Socket)):
+        raise AppError(f"app {name}: SOCKET: {_show(socket_class)} is not a subclass of server.channels.Socket")
     return App(name, checked, socket_class)
 
 

@@ -4,21 +4,27 @@ SOCKET). The checks in-process, then through the command line, where a bad refer
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from server import apps, chat, settings
-from server.channels import Channel
+from server.channels import Channel, Socket
 
-from real_node import ROOT, node_env
+from phoenix_client import PhoenixClient
+from real_node import ROOT, Node, node_env
 
 
 class Room(Channel):
+    pass
+
+
+class MySocket(Socket):
     pass
 
 
@@ -30,12 +36,12 @@ def module(**attributes: Any) -> types.ModuleType:
 
 def test_the_default_app_is_the_chat() -> None:
     app = apps.load(settings.load(environ={}).app)
-    assert app == apps.App("server.chat", tuple(chat.ROUTES), None)
+    assert app == apps.App("server.chat", tuple(chat.ROUTES), Socket)
 
 
 def test_routes_and_socket_are_taken_as_given() -> None:
-    app = apps.check(module(ROUTES=[("room:*", Room), ("lobby", Room)], SOCKET=Room))
-    assert app.routes == (("room:*", Room), ("lobby", Room)) and app.socket_class is Room
+    app = apps.check(module(ROUTES=[("room:*", Room), ("lobby", Room)], SOCKET=MySocket))
+    assert app.routes == (("room:*", Room), ("lobby", Room)) and app.socket_class is MySocket
 
 
 # (id, the module's attributes, what the one-line message says after "app myapp: ")
@@ -50,7 +56,10 @@ BAD_MODULES = [
     ("not a channel", {"ROUTES": [("room:*", dict)]}, "ROUTES[0]: class builtins.dict is not a subclass of "
      "server.channels.Channel"),
     ("channel instance", {"ROUTES": [("room:*", "Room")]}, "ROUTES[0]: 'Room' is not a subclass"),
-    ("SOCKET not a class", {"ROUTES": [("room:*", Room)], "SOCKET": "MySocket"}, "SOCKET must be a class"),
+    ("SOCKET not a class", {"ROUTES": [("room:*", Room)], "SOCKET": "MySocket"}, "SOCKET: 'MySocket' is not a "
+     "subclass of server.channels.Socket"),
+    ("SOCKET not a Socket", {"ROUTES": [("room:*", Room)], "SOCKET": Room}, "SOCKET: class test_apps.Room is not a "
+     "subclass of server.channels.Socket"),
 ]
 
 
@@ -79,9 +88,9 @@ def write_apps(folder: Path) -> None:
     """One good app (a package with SOCKET) and one of each way an import can fail."""
     (folder / "goodapp").mkdir()
     (folder / "goodapp" / "__init__.py").write_text(
-        "from server.channels import Channel\n\n"
+        "from server.channels import Channel, Socket\n\n"
         "class Room(Channel):\n    pass\n\n"
-        "class MySocket:\n    pass\n\n"
+        "class MySocket(Socket):\n    pass\n\n"
         'ROUTES = [("room:*", Room)]\nSOCKET = MySocket\n')
     (folder / "brokenimport.py").write_text("import no_such_dependency_xyz\n")
     (folder / "raising.py").write_text('raise RuntimeError("DATABASE_URL is not set")\n')
@@ -192,3 +201,21 @@ def test_the_app_is_imported_from_the_folder_python_m_server_runs_in(project: Pa
     assert '"app": "goodapp"' in done.stdout
     assert cli(project, "--config", "vm.yml", "--env", "other", "describe").stderr.startswith(
         "gossipy: app raising: importing it raised RuntimeError: DATABASE_URL is not set")
+
+
+# ---- the example app, from the checkout ---------------------------------------------------------
+
+def test_the_notifications_example_refuses_anonymous_joins_when_auth_is_off(start_node: Callable[..., Node]) -> None:
+    """No token secret: every connection is anonymous, and the channel's own check still keeps
+    a user's topic to that user (with tokens: tests/release/test_release_notifications.py)."""
+    node = start_node(env={"GOSSIPY_APP": "examples.notifications.app"})
+
+    async def join() -> Any:
+        client = await PhoenixClient.connect(node.port, host=node.host)
+        try:
+            return (await client.join("user:42")).payload
+        finally:
+            client.close()
+
+    assert asyncio.run(join()) == {"status": "error", "response": {"reason": "sign in first: connect with a token"}}
+    assert node.lines(r"app examples\.notifications\.app: topics user:\*")

@@ -1,6 +1,7 @@
 """The notifications example as a user would run it: a prod release built with its vm.yml,
 unpacked with no checkout and no python on the PATH, a phoenix.js client per user with a token
-from mint_token.py, and events published by publish.py through the node's HTTP API."""
+from mint_token.py, and events published by publish.py through the node's HTTP API. The node
+gets its token secret and API key from the environment (GOSSIPY_JWT_SECRET, GOSSIPY_API_KEY)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,9 @@ def test_a_user_s_client_gets_what_the_backend_publishes_to_them(node: Release, 
     assert publish(f"http://{node.host}:{node.port}", API_KEY, "42", "Your order has shipped") == {"ok": True,
                                                                                                 "count": 1}
     assert alice.line() == {"notification": {"message": "Your order has shipped"}}
+
+
+def test_another_user_s_token_cannot_join_user_42(node: Release, users) -> None:
+    mallory = users("user:42", "7")  # a valid token, for user 7
+    assert mallory.line() == {"join": {"status": "error", "response": {"reason": "unauthorized"}}}
+    assert "refusing join of 'user:42'" in node.foreground_log()
