@@ -3,7 +3,7 @@
     _build/<env>/rel/<name>/
         bin/<name>                       the boot script (templates/gossipy.sh)
         python-X.Y.Z/                    the bundled runtime (include_python: true)
-        releases/<version>/<name>.pex    the server and its pinned wheels
+        releases/<version>/<name>.pex    the server, the app (vm.yml's app) and their pinned wheels
         releases/<version>/vm.yml        the environment's settings, ${VAR}s unsubstituted
         releases/<version>/release.json  the build/run contract
         releases/<version>/<name>.tar.gz all of the above, reproducibly
@@ -23,12 +23,13 @@ import yaml
 from server import settings
 
 from . import BuildError, archive, pexfile, runtime, wheels
+from .appsource import check_pins_agree, find_app
 from .contract import ENTRY_POINT, Release
-from .project import Project, check_python, pinned_requirements, source_date_epoch
+from .project import Project, check_python, read_pins, source_date_epoch
 
 SCRIPT_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "gossipy.sh")
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
-# The server package goes into the PEX without what a checkout accumulates beside it.
+# The server package and the app go into the PEX without what a checkout accumulates beside them.
 _SOURCE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 Say = Callable[[str], None]
@@ -52,7 +53,7 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
     started = time.monotonic()
     step = _Steps(say)
 
-    step("reading vm.yml and pyproject.toml")
+    step(f"reading {os.path.relpath(project.vm_yml, project.root)} and pyproject.toml")
     doc = settings.read_document(project.vm_yml)
     env = choose_environment(doc, env)
     options = settings.build_options(doc, env)
@@ -68,16 +69,22 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
     server_dir = os.path.join(project.root, "server")
     if not os.path.isfile(os.path.join(server_dir, "__main__.py")):
         raise BuildError(f"{server_dir}/__main__.py is missing: the PEX's entry point is {ENTRY_POINT}")
+    # The app vm.yml names, not GOSSIPY_APP: a release is what the tree says, rebuilt alike.
+    app = find_app(project.root, embedded.get("app", settings.DEFAULT_APP))
+    pins = read_pins(project.requirements_file)
+    check_pins_agree(app, pins, project.requirements_file)
     epoch, epoch_source = source_date_epoch(project, environ, Release.ENV_SOURCE_DATE_EPOCH)
     include_python = bool(options["include_python"])
     contract = Release(
         name=name, version=project.version, environment=env, include_python=include_python,
         python_version=python_version,
         python_dir=runtime.runtime_dir_name() if include_python else None,
-        built_on=runtime.build_platform(), requirements=pinned_requirements(project),
-        source_date_epoch=epoch, tmp_dir=tmp_dir)
+        built_on=runtime.build_platform(), requirements=pins,
+        source_date_epoch=epoch, tmp_dir=tmp_dir,
+        app=app.module, app_source=app.top_level, app_requirements=app.requirements)
     say(f"    {name} {project.version}, environment {env}, include_python: "
         f"{str(include_python).lower()}, Python {python_version}, timestamps from {epoch_source}")
+    say(f"    app {app.module}" + (f" (packing {app.top_level})" if app.top_level else " (part of gossipy)"))
 
     root = release_root(project, env, name)
     shutil.rmtree(root, ignore_errors=True)
@@ -85,13 +92,17 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
     os.makedirs(release_dir)
 
     wheelhouse = wheels.default_wheelhouse(environ, Release.ENV_WHEELHOUSE)
-    step(f"caching the pinned wheels ({', '.join(contract.requirements)})")
-    wheels.ensure_wheels(project.requirements_file, wheelhouse, say=lambda m: say(f"    {m}"))
+    requirements_files = [project.requirements_file, *filter(None, [app.requirements_file])]
+    step(f"caching the pinned wheels ({', '.join(contract.requirements + contract.app_requirements)})")
+    wheels.ensure_wheels(requirements_files, wheelhouse, say=lambda m: say(f"    {m}"))
 
-    step(f"building the PEX {contract.pex} (server + pinned wheels, offline)")
+    packed = f"server + {app.top_level}" if app.top_level else "server"
+    step(f"building the PEX {contract.pex} ({packed} + pinned wheels, offline)")
     with tempfile.TemporaryDirectory(prefix="gossipy-pex-src-") as source_dir:
-        shutil.copytree(server_dir, os.path.join(source_dir, "server"), ignore=_SOURCE_IGNORE)
-        pexfile.build_pex(source_dir, project.requirements_file, wheelhouse, contract.entry_point,
+        _copy_source(server_dir, os.path.join(source_dir, "server"))
+        if app.top_level:
+            _copy_source(os.path.join(project.root, app.top_level), os.path.join(source_dir, app.top_level))
+        pexfile.build_pex(source_dir, requirements_files, wheelhouse, contract.entry_point,
                           os.path.join(root, contract.pex))
 
     if contract.python_dir:
@@ -170,6 +181,13 @@ def render_script(contract: Release) -> str:
         return "'" + values[match.group(1)].replace("'", "'\\''") + "'"
 
     return _PLACEHOLDER.sub(literal, template)
+
+
+def _copy_source(source: str, dest: str) -> None:
+    if os.path.isdir(source):
+        shutil.copytree(source, dest, ignore=_SOURCE_IGNORE)
+    else:
+        shutil.copy2(source, dest)
 
 
 def _write(path: str, text: str, mode: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -13,7 +14,8 @@ from .project import read_project
 
 USAGE = """\
 python build.py release.init [--force]          write vm.yml (fresh cookies; --force replaces one)
-python build.py release [--env=ENV]             build _build/ENV/rel/<name>/ and its tarball
+python build.py release [--env=ENV] [--config=FILE]
+                                                build _build/ENV/rel/<name>/ and its tarball
 python build.py release.clean [--env=ENV|--all] remove the built release of ENV (or of every env)
 ENV defaults to vm.yml's release.default_environment."""
 
@@ -26,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="replace an existing vm.yml")
     release = commands.add_parser("release", help="build a release")
     release.add_argument("--env", help="the vm.yml environment to build")
+    release.add_argument("--config", help="the settings file to build from (default: the project's vm.yml)")
     clean = commands.add_parser("release.clean", help="remove built releases")
     which = clean.add_mutually_exclusive_group()
     which.add_argument("--env", help="the environment whose release to remove")
@@ -40,6 +43,8 @@ def _say(message: str) -> None:
 def run(argv: list[str], root: str) -> int:
     args = _parser().parse_args(argv)
     project = read_project(root)
+    if getattr(args, "config", None):
+        project = dataclasses.replace(project, config=os.path.abspath(args.config))
     if args.command == "release.init":
         path = scaffold.write_vm_yml(project, args.force)
         _say(f"wrote {os.path.relpath(path, root)}: environments dev (include_python: false) and "

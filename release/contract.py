@@ -37,6 +37,11 @@ class Release:
     built_on: str
     requirements: tuple[str, ...]
     source_date_epoch: int
+    # The app the node serves (vm.yml's app), what of the project was packed for it beside
+    # server/ ("examples", "myapp.py"; None: the app is part of gossipy), and its own pins.
+    app: str = settings.DEFAULT_APP
+    app_source: str | None = None
+    app_requirements: tuple[str, ...] = ()
     # Where pid, log and PEX_ROOT go unless RELEASE_TMP says otherwise; None: $TMPDIR/<name>.
     tmp_dir: str | None = None
     entry_point: str = ENTRY_POINT
@@ -64,6 +69,7 @@ class Release:
     def to_json(self) -> str:
         data: dict[str, Any] = dataclasses.asdict(self)
         data["requirements"] = list(self.requirements)
+        data["app_requirements"] = list(self.app_requirements)
         data.update(pex=self.pex, settings=self.settings)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 

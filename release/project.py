@@ -27,10 +27,13 @@ class Project:
     name: str
     version: str
     requires_python: str
+    # `build.py release --config FILE`: another settings file than the project's vm.yml (an
+    # example's); the app it names is still looked for in the project.
+    config: str | None = None
 
     @property
     def vm_yml(self) -> str:
-        return os.path.join(self.root, "vm.yml")
+        return self.config or os.path.join(self.root, "vm.yml")
 
     @property
     def requirements_file(self) -> str:
@@ -55,9 +58,9 @@ def read_project(root: str) -> Project:
     return Project(root, meta["name"], meta["version"], meta.get("requires-python", ""))
 
 
-def pinned_requirements(project: Project) -> tuple[str, ...]:
-    """The run-time dependencies, each pinned as name==version (a release is exact)."""
-    path = project.requirements_file
+def read_pins(path: str) -> tuple[str, ...]:
+    """The run-time dependencies a requirements file lists (gossipy's, or an app's), each
+    pinned as name==version (a release is exact)."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()

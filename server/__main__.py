@@ -12,7 +12,7 @@ from typing import Any
 
 import uvloop
 
-from . import publishing, strictjson
+from . import apps, publishing, strictjson
 from . import settings as settings_module
 
 COMMANDS = ("foreground", "ping", "nodes", "describe", "broadcast")
@@ -69,9 +69,6 @@ def main() -> None:
         settings = settings_module.load(args.config, args.env)
     except settings_module.SettingsError as exc:
         sys.exit(_fail(str(exc), status=2))
-    if args.command == "describe":
-        sys.stdout.write(json.dumps(settings.describe(), indent=2) + "\n")
-        sys.exit(0)
     if args.command in ("ping", "nodes"):
         sys.exit(_query(settings, args.command))
     if args.command == "broadcast":
@@ -80,10 +77,19 @@ def main() -> None:
         except publishing.BadRequest as exc:
             sys.exit(_fail(f"broadcast: {exc}", status=2))
         sys.exit(_query(settings, args.command, message))
+    # describe imports the app too, so that `bin/gossipy start` (which runs it first) reports
+    # a bad app on the terminal rather than in the log.
+    try:
+        app = apps.load(settings.app)
+    except apps.AppError as exc:
+        sys.exit(_fail(str(exc), status=2))
+    if args.command == "describe":
+        sys.stdout.write(json.dumps(settings.describe(), indent=2) + "\n")
+        sys.exit(0)
     from .app import run
 
     # uvloop: the event loop and asyncio streams in C, which node-to-node traffic pays for (README, Dependencies).
-    sys.exit(uvloop.run(run(settings)))
+    sys.exit(uvloop.run(run(settings, app)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> Tornado app.
 
-The only module that knows every part. The chat app arrives as a list of routes (and,
+The only module that knows every part. The app (server/apps.py) arrives as routes (and,
 optionally, a socket class with a connect hook); the cluster is switched on by settings alone
 (a node name in vm.yml or RELEASE_NODE), never by app code.
 """
@@ -21,6 +21,7 @@ from tornado.log import access_log
 from tornado.netutil import bind_sockets
 
 from . import backend_api, chat
+from .apps import App
 from .auth import TokenVerifier, redact_uri
 from .channels import Channel, Socket
 from .channels.socket import Router
@@ -174,9 +175,10 @@ class Server:
         log.info("node %s stopped", self.name)
 
 
-async def run(settings: Settings) -> int:
-    """Runs a node until SIGTERM or SIGINT; the exit status for the process."""
-    return await serve(Server(settings))
+async def run(settings: Settings, app: App) -> int:
+    """Runs a node serving ``app`` until SIGTERM or SIGINT; the exit status for the process."""
+    log.info("app %s: topics %s", app.module, ", ".join(pattern for pattern, _ in app.routes))
+    return await serve(Server(settings, routes=app.routes, socket_class=app.socket_class))
 
 
 async def serve(server: Server) -> int:

@@ -3,8 +3,9 @@
 This is the only module that reads the process environment. Two document shapes load here:
 
 * the project's ``vm.yml``: ``release``, ``environments`` (build options and a cookie per
-  environment, each optionally overriding run-time sections) and the run-time sections
-  ``node``, ``endpoint``, ``kernel``, ``api`` and ``auth``;
+  environment, each optionally overriding run-time sections and ``app``), ``app`` (the module
+  the node serves) and the run-time sections ``node``, ``endpoint``, ``kernel``, ``api`` and
+  ``auth``;
 * a release's embedded settings: the same run-time sections with one environment already
   merged in (``flatten`` makes it), so a release boots without the project's vm.yml.
 
@@ -34,8 +35,13 @@ ENV_SYNC_NODES = "RELEASE_SYNC_NODES"
 ENV_TMP = "RELEASE_TMP"
 ENV_API_KEY = "GOSSIPY_API_KEY"
 ENV_JWT_SECRET = "GOSSIPY_JWT_SECRET"
+ENV_APP = "GOSSIPY_APP"
+
+# The app a node serves when vm.yml names none: the article's chat.
+DEFAULT_APP = "server.chat"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MIN_PROD_COOKIE = 16
 # A cookie made of nothing but these words, digits and separators ("changemechangeme",
 # "my-cluster-secret-2024") is a placeholder or a guessable phrase, however long.
@@ -179,6 +185,8 @@ class Distribution:
 class Settings:
     release: str = "gossipy"
     environment: str | None = None
+    # The module whose ROUTES (and SOCKET) the node serves; server/apps.py imports it.
+    app: str = DEFAULT_APP
     endpoint: Endpoint = Endpoint()
     distribution: Distribution = Distribution()
     api: Api = Api()
@@ -225,6 +233,13 @@ _TLS_KEYS = tuple(field.name for field in dataclasses.fields(Tls))
 
 def _tls(v: Any) -> bool:
     return isinstance(v, dict) and set(v) == set(_TLS_KEYS) and all(_string(x) for x in v.values())
+
+
+def _module_name(v: Any) -> bool:
+    return isinstance(v, str) and _MODULE.match(v) is not None
+
+
+_APP_EXPECTED = "a Python module name such as myapp or examples.notifications.app"
 
 
 def _origin_setting(v: Any) -> bool:
@@ -358,6 +373,8 @@ def _check_section(doc: Document, keys: tuple[str, ...], section: Any,
 
 
 def _check_runtime(doc: Document, prefix: tuple[str, ...], data: Mapping[str, Any]) -> None:
+    if "app" in data and not _module_name(data["app"]):
+        raise doc.fail(prefix + ("app",), f"expected {_APP_EXPECTED}, got {data['app']!r}")
     for section in _RUNTIME_SECTIONS:
         if section in data:
             _check_section(doc, prefix + (section,), data[section], RUNTIME_SCHEMA[section])
@@ -368,7 +385,7 @@ def _check_runtime(doc: Document, prefix: tuple[str, ...], data: Mapping[str, An
 
 def validate(doc: Document) -> None:
     """Checks a vm.yml or an embedded release document, raising SettingsError on the first fault."""
-    allowed = set(_RUNTIME_SECTIONS) | {"release", "environments"}
+    allowed = set(_RUNTIME_SECTIONS) | {"app", "release", "environments"}
     for key in doc.data:
         if key not in allowed:
             raise doc.fail((str(key),), f"unknown section; expected one of {', '.join(sorted(allowed))}")
@@ -379,7 +396,8 @@ def validate(doc: Document) -> None:
         return
     if not isinstance(envs, dict) or not envs:
         raise doc.fail(("environments",), "expected a mapping of environment names")
-    build_keys = {**BUILD_SCHEMA, **{s: (lambda v: True, "") for s in _RUNTIME_SECTIONS}}
+    # The run-time sections and app are checked by _check_runtime, with the environment's prefix.
+    build_keys = {**BUILD_SCHEMA, **{s: (lambda v: True, "") for s in (*_RUNTIME_SECTIONS, "app")}}
     for name, env in envs.items():
         keys = ("environments", str(name))
         _check_section(doc, keys, env, build_keys)
@@ -411,6 +429,9 @@ def flatten(doc: Document, env: str) -> dict[str, Any]:
     options = build_options(doc, env)
     envs = doc.data["environments"]
     merged: dict[str, Any] = {}
+    app = (envs[env] or {}).get("app", doc.data.get("app"))
+    if app is not None:
+        merged["app"] = app
     for section in _RUNTIME_SECTIONS:
         values = dict(doc.data.get(section) or {})
         override = (envs[env] or {}).get(section) or {}
@@ -526,6 +547,9 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         sync_optional = tuple(n.strip() for n in environ[ENV_SYNC_NODES].split(",") if n.strip())
     sync_mandatory = tuple(kernel.get("sync_nodes_mandatory", ()))
     environment = release.get("environment")
+    app = environ.get(ENV_APP, data.get("app", DEFAULT_APP)).strip()
+    if not _module_name(app):
+        raise SettingsError(f"{ENV_APP}={app!r}: expected {_APP_EXPECTED}")
 
     if name is not None:
         for listed in sync_optional + sync_mandatory:
@@ -557,6 +581,7 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     return Settings(
         release=release.get("name", Settings.release),
         environment=environment,
+        app=app,
         endpoint=endpoint,
         distribution=distribution,
         api=Api(key=ApiKey(api_key) if api_key else None, **api),

@@ -57,6 +57,8 @@ def test_the_release_holds_the_pex_the_settings_and_the_contract(prod_root: Path
     assert contract["requirements"] == pins
     assert contract["entry_point"] == "server.__main__:main"
     assert contract["pex"] == "releases/0.0.1/gossipy.pex"
+    # the chat is part of gossipy: nothing else packed, no pins of its own
+    assert (contract["app"], contract["app_source"], contract["app_requirements"]) == ("server.chat", None, [])
 
     with zipfile.ZipFile(release / "gossipy.pex") as pex:
         names = pex.namelist()

@@ -104,7 +104,7 @@ def test_a_missing_pex_is_named_with_the_way_to_install_it(monkeypatch: pytest.M
 
     monkeypatch.setattr(pexfile.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BuildError, match=r"pex is not installed for .*pip install -r requirements-dev.txt"):
-        pexfile.build_pex(str(scratch), "requirements.txt", str(scratch), "server.__main__:main",
+        pexfile.build_pex(str(scratch), ["requirements.txt"], str(scratch), "server.__main__:main",
                           str(scratch / "x.pex"))
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from release import BuildError
-from release.project import Project, check_python, pinned_requirements, read_project, source_date_epoch
+from release.project import Project, check_python, read_pins, read_project, source_date_epoch
+
 from released import REPO
 
 
 def test_the_repository_s_project() -> None:
     project = read_project(str(REPO))
     assert (project.name, project.version) == ("gossipy", "0.0.1")
-    assert pinned_requirements(project) == tuple(
+    assert read_pins(project.requirements_file) == tuple(
         l for l in (REPO / "requirements.txt").read_text().splitlines() if l and not l.startswith("#"))
     assert check_python(project) == "3.11"
 
