@@ -89,7 +89,8 @@ async def test_new_addresses_are_wanted_vanished_ones_unwanted_and_this_node_ski
 
 
 async def test_an_unchanged_answer_is_logged_once_and_wants_nothing_more(discovery_logs) -> None:
-    dns = Answers(ws=[], solo=["10.0.0.1"], broken=socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+    failure = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    dns = Answers(ws=[], solo=["10.0.0.1"], broken=failure)
     dns_poller, wanted = poller(dns, "ws", "solo", "broken")
     for _ in range(5):
         assert await dns_poller.poll() == []
