@@ -7,8 +7,9 @@
 # Debian packages the test suite needs: the Docker engine and compose v1 for the e2e tests,
 # mmdebstrap to build the base image offline, chromium for the browser tests, redis-server
 # for the comparison tests, iproute2 and nftables for the network-namespace tests (ip netns,
-# veth, bridges; packet drops).
-GOSSIPY_APT_PACKAGES=(docker.io docker-compose mmdebstrap chromium redis-server iproute2 nftables)
+# veth, bridges; packet drops), dnsmasq-base (the binary, no service) as the DNS server of the
+# DNS discovery tests.
+GOSSIPY_APT_PACKAGES=(docker.io docker-compose mmdebstrap chromium redis-server iproute2 nftables dnsmasq-base)
 GOSSIPY_DOCKERD_LOG=${GOSSIPY_DOCKERD_LOG:-/var/log/gossipy-dockerd.log}
 GOSSIPY_DOCKERD_PID=""
 

@@ -32,6 +32,7 @@ ENV_NODE = "RELEASE_NODE"
 ENV_DISTRIBUTION = "RELEASE_DISTRIBUTION"
 ENV_COOKIE = "RELEASE_COOKIE"
 ENV_SYNC_NODES = "RELEASE_SYNC_NODES"
+ENV_DNS_CLUSTER_QUERY = "DNS_CLUSTER_QUERY"
 ENV_TMP = "RELEASE_TMP"
 ENV_API_KEY = "GOSSIPY_API_KEY"
 ENV_JWT_SECRET = "GOSSIPY_JWT_SECRET"
@@ -42,6 +43,9 @@ DEFAULT_APP = "server.chat"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# A DNS name as resolvers take it: labels of letters, digits, "-" and "_" (Docker and
+# Kubernetes names use both), dot-separated, an optional final dot.
+_DNS_NAME = re.compile(r"^(?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z0-9_-]{1,63}\.?$")
 _MIN_PROD_COOKIE = 16
 # A cookie made of nothing but these words, digits and separators ("changemechangeme",
 # "my-cluster-secret-2024") is a placeholder or a guessable phrase, however long.
@@ -165,6 +169,11 @@ class Distribution:
     # within seconds, and a false "down" costs gossipy only a reconnect.
     net_ticktime: float = 10.0
     tls: Tls | None = None
+    # dns_cluster's convention: every A/AAAA record of these names is a node <our name>@<ip>,
+    # resolved again every interval (milliseconds, as dns_cluster's :interval and Erlang's
+    # sync_nodes_timeout).
+    dns_cluster_query: tuple[str, ...] = ()
+    dns_cluster_interval_ms: int = 5_000
 
     @property
     def host(self) -> str | None:
@@ -228,6 +237,11 @@ def _node_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
+def _dns_names(v: Any) -> bool:
+    names = v if isinstance(v, list) else [v]
+    return bool(names) and all(isinstance(x, str) and _DNS_NAME.match(x) for x in names)
+
+
 _TLS_KEYS = tuple(field.name for field in dataclasses.fields(Tls))
 
 
@@ -270,6 +284,8 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "sync_nodes_mandatory": (_node_list, "a list of node names"),
         "sync_nodes_timeout": (lambda v: _positive_int(v) or v == 0, "milliseconds, an integer >= 0"),
         "net_ticktime": (_positive_number, "seconds, a positive number"),
+        "dns_cluster_query": (_dns_names, "a DNS name, or a list of them"),
+        "dns_cluster_interval": (_positive_int, "milliseconds, a positive integer"),
     },
     "api": {
         "key": (_string, "the backend API's bearer key"),
@@ -509,6 +525,30 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
     return _node_name(value, longnames, "node name"), longnames
 
 
+def _dns_cluster_query(kernel: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, ...]:
+    if ENV_DNS_CLUSTER_QUERY not in environ:
+        query = kernel.get("dns_cluster_query", [])
+        return tuple([query] if isinstance(query, str) else query)
+    names = tuple(n.strip() for n in environ[ENV_DNS_CLUSTER_QUERY].split(",") if n.strip())
+    for name in names:
+        if not _DNS_NAME.match(name):
+            raise SettingsError(f"{ENV_DNS_CLUSTER_QUERY}={environ[ENV_DNS_CLUSTER_QUERY]!r}: {name!r} is not a "
+                                f"DNS name")
+    return names
+
+
+def _check_dns_cluster_node(name: str | None, longnames: bool) -> None:
+    """DNS gives addresses, not names: each record is dialed as <our name part>@<ip>, which
+    reaches a peer only if every node is named that way, this one included."""
+    if name is not None and longnames and is_ip(NodeName.parse(name).host):
+        return
+    part = NodeName.parse(name).name if name else "gossipy"
+    got = f"this node is {name!r}" if name else "this node is not distributed (no node name)"
+    raise SettingsError(f"kernel.dns_cluster_query / {ENV_DNS_CLUSTER_QUERY}: every address found is dialed "
+                        f"as {part}@<ip>, so this node needs a long name with its own IP address as host, e.g. "
+                        f"{ENV_NODE}={part}@$POD_IP; {got}")
+
+
 def _refuse_weak(what: str, secret: str, remedy: str) -> None:
     """A prod secret must look random; the refusal never shows it."""
     if (len(secret) < _MIN_PROD_COOKIE or len(set(secret)) < _MIN_DISTINCT
@@ -546,6 +586,9 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     if ENV_SYNC_NODES in environ:
         sync_optional = tuple(n.strip() for n in environ[ENV_SYNC_NODES].split(",") if n.strip())
     sync_mandatory = tuple(kernel.get("sync_nodes_mandatory", ()))
+    dns_cluster_query = _dns_cluster_query(kernel, environ)
+    if dns_cluster_query:
+        _check_dns_cluster_node(name, longnames)
     environment = release.get("environment")
     app = environ.get(ENV_APP, data.get("app", DEFAULT_APP)).strip()
     if not _module_name(app):
@@ -571,6 +614,8 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         sync_nodes_timeout_ms=kernel.get("sync_nodes_timeout", Distribution.sync_nodes_timeout_ms),
         net_ticktime=float(kernel.get("net_ticktime", Distribution.net_ticktime)),
         tls=Tls(**node["tls"]) if "tls" in node else None,
+        dns_cluster_query=dns_cluster_query,
+        dns_cluster_interval_ms=kernel.get("dns_cluster_interval", Distribution.dns_cluster_interval_ms),
     )
     api_key = environ.get(ENV_API_KEY, api.pop("key", None))
     if api_key and environment == "prod":

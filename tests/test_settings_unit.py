@@ -67,6 +67,12 @@ CASES = [
      "kernel.net_ticktime", "expected seconds, a positive number"),
     ("kernel unknown key", "  sync_nodes_timeout: 10000\n", "  sync_nodes_timeout: 10000\n  sync_node_optional: []  # HERE\n",
      "kernel.sync_node_optional", "unknown key"),
+    ("dns query type", "  sync_nodes_timeout: 10000\n", "  sync_nodes_timeout: 10000\n  dns_cluster_query: [ws, 7]  # HERE\n",
+     "kernel.dns_cluster_query", "expected a DNS name, or a list of them, got ['ws', 7]"),
+    ("dns query name", "  sync_nodes_timeout: 10000\n", "  sync_nodes_timeout: 10000\n  dns_cluster_query: ws 1  # HERE\n",
+     "kernel.dns_cluster_query", "expected a DNS name, or a list of them, got 'ws 1'"),
+    ("dns interval", "  sync_nodes_timeout: 10000\n", "  sync_nodes_timeout: 10000\n  dns_cluster_interval: 0.5  # HERE\n",
+     "kernel.dns_cluster_interval", "expected milliseconds, a positive integer"),
     ("environments empty", BASE[BASE.index("environments:"):BASE.index("node:")], "environments: {}  # HERE\n",
      "environments", "expected a mapping of environment names"),
     ("environment unknown key", "    include_python: true\n", "    include_python: true\n    include_erts: true  # HERE\n",
@@ -240,3 +246,40 @@ def test_the_environment_wins_over_the_document() -> None:
         settings.settings_from(data, {})
     with pytest.raises(SettingsError, match=r"^PORT='x': expected a TCP port number$"):
         settings.settings_from({}, {"PORT": "x"})
+
+
+# ---- DNS discovery (dns_cluster's convention) ------------------------------------------------------
+
+def test_dns_cluster_query_is_a_name_or_a_list_and_the_environment_a_comma_separated_list() -> None:
+    base = {"node": {"name": "gossipy@10.0.0.5", "cookie": "c"}}
+    one = settings.settings_from({**base, "kernel": {"dns_cluster_query": "ws.internal"}}, {})
+    assert one.distribution.dns_cluster_query == ("ws.internal",)
+    assert one.distribution.dns_cluster_interval_ms == 5000
+    listed = settings.settings_from({**base, "kernel": {"dns_cluster_query": ["a.svc", "tasks.ws"],
+                                                        "dns_cluster_interval": 250}}, {})
+    assert (listed.distribution.dns_cluster_query, listed.distribution.dns_cluster_interval_ms) == (
+        ("a.svc", "tasks.ws"), 250)
+    overridden = settings.settings_from({**base, "kernel": {"dns_cluster_query": "a.svc"}},
+                                        {"DNS_CLUSTER_QUERY": " ws, ,tasks.ws "})
+    assert overridden.distribution.dns_cluster_query == ("ws", "tasks.ws")
+    assert settings.settings_from(base, {"DNS_CLUSTER_QUERY": ""}).distribution.dns_cluster_query == ()
+    with pytest.raises(SettingsError) as failed:
+        settings.settings_from(base, {"DNS_CLUSTER_QUERY": "ws,not a name"})
+    assert str(failed.value) == "DNS_CLUSTER_QUERY='ws,not a name': 'not a name' is not a DNS name"
+
+
+@pytest.mark.parametrize("environ, shown", [
+    ({"RELEASE_NODE": "gossipy@ws1"}, "this node is 'gossipy@ws1'"),
+    ({"RELEASE_NODE": "chat@ws1.example.com"}, "this node is 'chat@ws1.example.com'"),
+    ({"RELEASE_DISTRIBUTION": "none"}, "this node is not distributed (no node name)"),
+], ids=["short name", "long name with a host name", "not distributed"])
+def test_dns_cluster_query_needs_a_long_name_with_an_ip_host(environ: dict[str, str], shown: str) -> None:
+    with pytest.raises(SettingsError) as failed:
+        settings.load(environ={"RELEASE_COOKIE": "c", "DNS_CLUSTER_QUERY": "ws", **environ})
+    part = environ.get("RELEASE_NODE", "gossipy").partition("@")[0]
+    assert str(failed.value) == (
+        f"kernel.dns_cluster_query / DNS_CLUSTER_QUERY: every address found is dialed as {part}@<ip>, so this "
+        f"node needs a long name with its own IP address as host, e.g. RELEASE_NODE={part}@$POD_IP; {shown}")
+    for node in ("gossipy@10.0.0.5", "gossipy@fd00::5"):
+        loaded = settings.load(environ={"RELEASE_COOKIE": "c", "DNS_CLUSTER_QUERY": "ws", "RELEASE_NODE": node})
+        assert loaded.distribution.dns_cluster_query == ("ws",)

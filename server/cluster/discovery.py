@@ -1,15 +1,32 @@
 """Where candidate nodes come from, and where to dial them.
 
-Today the candidates are the configured sync_nodes lists. A node's address is the host part
-of its name (``gossipy@ws1`` -> ``ws1``, resolved when dialed; ``gossipy@127.0.0.2`` ->
-127.0.0.2) and the one distribution port every node of a cluster shares, the way a pinned
-``inet_dist_listen_min`` replaces epmd.
+The candidates are the configured sync_nodes lists and, with ``kernel.dns_cluster_query``,
+the A/AAAA records of DNS names (:class:`DnsPoller`, Elixir's dns_cluster). A node's address
+is the host part of its name (``gossipy@ws1`` -> ``ws1``, resolved when dialed;
+``gossipy@127.0.0.2`` -> 127.0.0.2) and the one distribution port every node of a cluster
+shares, the way a pinned ``inet_dist_listen_min`` replaces epmd.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import logging
+import socket
+from typing import Awaitable, Callable
+
 from ..nodename import NodeName
 from ..settings import Distribution
+
+log = logging.getLogger("gossipy.cluster.discovery")
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+"""``await resolver(name)``: the addresses of ``name``'s A/AAAA records, ``[]`` when it has
+none; raises OSError when the lookup itself failed (no answer, a server failure)."""
+
+# getaddrinfo's "the name does not exist" and "it has no address": an answer, and an empty one.
+_NO_RECORDS = frozenset(code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None))
+                        if code is not None)
 
 
 def configured_nodes(distribution: Distribution) -> list[str]:
@@ -29,3 +46,91 @@ def own_address(distribution: Distribution) -> str | None:
     (then it has no single address to dial from, and a local asker reaches it on loopback)."""
     listen = distribution.listen_address
     return None if listen in ("0.0.0.0", "::") else listen
+
+
+async def system_resolver(name: str) -> list[str]:
+    """The system's resolver (resolv.conf, /etc/hosts, nsswitch), as every other program on the
+    host resolves: what Docker's embedded DNS, Swarm's ``tasks.<service>`` and a Kubernetes
+    headless service answer through. getaddrinfo blocks, so asyncio runs it in a thread."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno in _NO_RECORDS:
+            return []
+        raise
+    return [str(info[4][0]) for info in infos]
+
+
+class DnsPoller:
+    """dns_cluster's whole job: resolve the queries, diff the nodes against the last answer,
+    ``want`` the new ones and ``unwant`` those that vanished, log a query's answer only when it
+    changed, and poll again every ``dns_cluster_interval``.
+
+    Every address is a node ``<this node's name part>@<ip>`` (settings made sure this node is
+    named so); this node's own address is skipped. A failed lookup keeps the query's last
+    answer: a resolver hiccup must not make the cluster forget its nodes.
+    """
+
+    def __init__(self, distribution: Distribution, want: Callable[[str], None], unwant: Callable[[str], None],
+                 resolver: Resolver = system_resolver) -> None:
+        if distribution.node is None:
+            raise ValueError("DNS discovery needs a node name (settings.distribution)")
+        me = NodeName.parse(distribution.node)
+        self._name_part = me.name
+        self._own_ip = ipaddress.ip_address(me.host)
+        self._queries = distribution.dns_cluster_query
+        self._interval = distribution.dns_cluster_interval_ms / 1000
+        self._want = want
+        self._unwant = unwant
+        self._resolve = resolver
+        self._answers: dict[str, list[str]] = {}
+        self._reported: dict[str, str] = {}
+        self._nodes: set[str] = set()
+
+    async def run(self) -> None:
+        """Polls every interval, for ever (after the first :meth:`poll`, which boot awaits)."""
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.poll()
+
+    async def poll(self) -> list[str]:
+        """One round; returns the nodes every query lists now, sorted."""
+        results = await asyncio.gather(*(self._lookup(query) for query in self._queries))
+        nodes: set[str] = set()
+        for query, result in zip(self._queries, results, strict=True):
+            if isinstance(result, OSError):
+                self._report(query, logging.WARNING, f"cannot resolve it ({result.strerror or result}); "
+                                                     f"keeping its last answer")
+            else:
+                self._answers[query] = self._answer(query, result)
+            nodes.update(self._answers.get(query, ()))
+        for name in sorted(nodes - self._nodes):
+            self._want(name)
+        for name in sorted(self._nodes - nodes):
+            self._unwant(name)
+        self._nodes = nodes
+        return sorted(nodes)
+
+    async def _lookup(self, query: str) -> list[str] | OSError:
+        try:
+            return await self._resolve(query)
+        except OSError as exc:
+            return exc
+
+    def _answer(self, query: str, addresses: list[str]) -> list[str]:
+        ips = sorted({ipaddress.ip_address(a) for a in addresses}, key=lambda ip: (ip.version, ip))
+        names = [f"{self._name_part}@{ip}" for ip in ips if ip != self._own_ip]
+        if not ips:
+            self._report(query, logging.WARNING, "no A/AAAA records; no node to join through it yet")
+        elif not names:
+            self._report(query, logging.INFO, "only this node")
+        else:
+            mine = ", and this node" if len(names) < len(ips) else ""
+            self._report(query, logging.INFO, f"{len(names)} node(s): {', '.join(names)}{mine}")
+        return names
+
+    def _report(self, query: str, level: int, text: str) -> None:
+        # Polled every few seconds for the node's whole life: only a change is news.
+        if self._reported.get(query) != text:
+            self._reported[query] = text
+            log.log(level, "dns_cluster_query %s: %s", query, text)

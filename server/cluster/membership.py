@@ -14,10 +14,14 @@ keeps the mesh full, and says in the log when a node comes up or goes down.
 * Full mesh, transitively: when a stream comes up, each side sends the members it knows and
   dials those it lacks; a new node that lists one member soon links to all, and old nodes
   accept it with no change of configuration.
-* Wanted nodes (configured, or seen as members) that are down are dialed again with capped
-  exponential backoff, so a restarted node or a healed partition re-forms the mesh by itself.
-  A member that left cleanly and is not configured is no longer wanted; one that was only
-  seen is forgotten after ``FORGET_AFTER`` seconds down.
+* Wanted nodes (configured, listed by DNS, or seen as members: :class:`Source`) that are down
+  are dialed again with capped exponential backoff, so a restarted node or a healed partition
+  re-forms the mesh by itself. A member that left cleanly and is neither configured nor listed
+  is no longer wanted; one that was only seen is forgotten after ``FORGET_AFTER`` seconds down.
+* DNS discovery (:class:`~.discovery.DnsPoller`) calls :meth:`Node.want` and
+  :meth:`Node.unwant`. A node that vanished from the answer is not disconnected (liveness
+  judges a live stream, and a DNS hiccup must not split the cluster), but once it is down it
+  is not dialed again: DNS said it is gone, and its address may soon be another program's.
 
 Each connection is a :class:`~.peer.Peer`. An incoming one passes :mod:`.admission` before its
 handshake starts; a hidden one (a ``ping``/``nodes`` asker) is handed to :func:`.control.answer`
@@ -27,6 +31,7 @@ once it has proved the cookie.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
@@ -63,10 +68,20 @@ class BootError(Exception):
     """The node cannot start: its port is taken, or sync_nodes_mandatory were not reached."""
 
 
+class Source(enum.IntEnum):
+    """Why a node is wanted, in rising authority: a stronger reason replaces a weaker one, so
+    once DNS has named a node, DNS (not a peer's member list) decides whether it is dialed."""
+
+    MEMBER = 1  # a peer named it, or it connected: redialed until it leaves or FORGET_AFTER
+    VANISHED = 2  # DNS listed it and no longer does: not redialed once down
+    DISCOVERED = 3  # DNS lists it: redialed while listed
+    CONFIGURED = 4  # sync_nodes: redialed for ever
+
+
 @dataclass(eq=False)
 class _Want:
     name: str
-    configured: bool
+    source: Source
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     down_since: float = field(default_factory=time.monotonic)
@@ -83,7 +98,7 @@ class Node:
 
     def __init__(self, distribution: Distribution, *, handshake_timeout: float = HANDSHAKE_TIMEOUT,
                  max_queue: int = MAX_QUEUE, backoff: tuple[float, float] = (BACKOFF_BASE, BACKOFF_CAP),
-                 throttle: Throttle | None = None) -> None:
+                 throttle: Throttle | None = None, resolver: discovery.Resolver = discovery.system_resolver) -> None:
         if distribution.node is None or distribution.cookie is None:
             raise ValueError("a cluster Node needs a node name and a cookie (settings.distribution)")
         self.name: str = distribution.node
@@ -109,12 +124,16 @@ class Node:
         self._receiver: Callable[[str, bytes], None] | None = None
         self._publisher: control.Publish | None = None
         self._tls: tls.Contexts | None = None
+        self._dns = (discovery.DnsPoller(distribution, self.want, self.unwant, resolver)
+                     if distribution.dns_cluster_query else None)
+        self._polling: asyncio.Task[None] | None = None
 
     # ---- the API -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listens on the distribution port, dials the configured nodes and waits for them
-        (sync_nodes_*); raises BootError if the port is taken or mandatory nodes are missing."""
+        """Listens on the distribution port, dials the configured nodes and those of the first
+        DNS answer, and waits for them (sync_nodes_*); raises BootError if the port is taken or
+        mandatory nodes are missing."""
         host, port = self._dist.listen_address, self._dist.port
         if self._dist.tls is not None:
             try:
@@ -132,8 +151,10 @@ class Node:
                             f"{exc.strerror or exc}") from None
         log.info("%s listening for peer nodes on %s:%d%s", self.name, host, port, " (TLS)" if self._tls else "")
         for name in discovery.configured_nodes(self._dist):
-            self._want(name, configured=True)
+            self._want(name, Source.CONFIGURED)
         await self._boot_sync()
+        if self._dns is not None:
+            self._polling = asyncio.create_task(self._dns.run(), name="dns_cluster_query")
 
     async def stop(self) -> None:
         """Tells every peer this node is leaving (they mark it down at once) and closes."""
@@ -143,6 +164,8 @@ class Node:
         if self._server is not None:
             self._server.close()
         tasks = [w.task for w in self._wanted.values() if w.task is not None] + list(self._handshakes)
+        if self._polling is not None:
+            tasks.append(self._polling)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -179,15 +202,33 @@ class Node:
         this node, or raises ValueError saying why it will not."""
         self._publisher = publisher
 
+    def want(self, name: str) -> None:
+        """Discovery lists ``name``: dial it now, and again whenever it is down, while listed."""
+        self._want(name, Source.DISCOVERED)
+        self._nudge(name)
+
+    def unwant(self, name: str) -> None:
+        """Discovery no longer lists ``name``: it stays connected while up (liveness judges
+        it); once down it is not dialed again. A configured node stays wanted."""
+        want = self._wanted.get(name)
+        if want is not None and want.source is Source.DISCOVERED:
+            want.source = Source.VANISHED
+            want.changed.set()
+
     # ---- boot ------------------------------------------------------------------------------
 
     async def _boot_sync(self) -> None:
-        listed = discovery.configured_nodes(self._dist)
-        if not listed:
-            return
+        configured = discovery.configured_nodes(self._dist)
+        listed = list(configured)
         timeout_ms = self._dist.sync_nodes_timeout_ms
         try:
             async with asyncio.timeout(timeout_ms / 1000):
+                # The first answer's nodes are waited for like sync_nodes_optional; a query that
+                # finds none (the first node of a cluster) lets the boot go on at once.
+                if self._dns is not None:
+                    listed += [name for name in await self._dns.poll() if name not in listed]
+                if not listed:
+                    return
                 while True:
                     self._up_changed.clear()
                     if all(name in self._up for name in listed):
@@ -198,24 +239,29 @@ class Node:
         missing = [name for name in listed if name not in self._up]
         mandatory = [name for name in missing if name in self._dist.sync_nodes_mandatory]
         if mandatory:
-            detail = ", ".join(f"{name} ({self._wanted[name].last_failure or 'no answer'})" for name in mandatory)
+            detail = ", ".join(f"{name} ({self._failure(name)})" for name in mandatory)
             await self.stop()
             raise BootError(f"{self.name}: sync_nodes_mandatory not connected within {timeout_ms} ms "
                             f"(sync_nodes_timeout): {detail}")
         for name in missing:
-            log.warning("sync_nodes_optional: %s not connected within %d ms (%s); serving without it, "
-                        "still dialing", name, timeout_ms, self._wanted[name].last_failure or "no answer")
+            log.warning("%s: %s not connected within %d ms (%s); serving without it, still dialing",
+                        "sync_nodes_optional" if name in configured else "dns_cluster_query", name, timeout_ms,
+                        self._failure(name))
+
+    def _failure(self, name: str) -> str:
+        want = self._wanted.get(name)  # a listed node that DNS dropped meanwhile is no longer wanted
+        return (want.last_failure if want else None) or "no answer"
 
     # ---- wanted nodes: dial, and dial again --------------------------------------------------
 
-    def _want(self, name: str, configured: bool) -> _Want:
+    def _want(self, name: str, source: Source) -> _Want:
         want = self._wanted.get(name)
         if want is None:
-            want = self._wanted[name] = _Want(name, configured)
+            want = self._wanted[name] = _Want(name, source)
             if not self._stopping:
                 want.task = asyncio.create_task(self._keep_connected(want), name=f"keep-connected {name}")
-        elif configured:
-            want.configured = True
+        elif source > want.source:
+            want.source = source
         return want
 
     async def _keep_connected(self, want: _Want) -> None:
@@ -227,7 +273,11 @@ class Node:
             if name in self._up or name in self._accepting:
                 await want.changed.wait()
                 continue
-            if not want.configured and time.monotonic() - want.down_since > FORGET_AFTER:
+            if want.source is Source.VANISHED:
+                log.info("no longer dialing %s: down, and no longer in the DNS answer", name)
+                del self._wanted[name]
+                return
+            if want.source is Source.MEMBER and time.monotonic() - want.down_since > FORGET_AFTER:
                 log.info("forgetting %s: down for over %d s and not configured", name, FORGET_AFTER)
                 del self._wanted[name]
                 return
@@ -368,7 +418,7 @@ class Node:
             peer.close("a second stream")
             return
         self._up[info.name] = peer
-        want = self._want(info.name, configured=False)
+        want = self._want(info.name, Source.MEMBER)
         want.last_failure = None
         log.info("node up: %s at %s (%s)", info.name, peer.address, how)
         peer.start(ticktime=self._dist.net_ticktime, max_queue=self._max_queue,
@@ -385,7 +435,7 @@ class Node:
         want = self._wanted.get(peer.name)
         if want is None:
             return
-        if peer.left and not want.configured:
+        if peer.left and want.source is Source.MEMBER:
             if want.task is not None:
                 want.task.cancel()
             del self._wanted[peer.name]
@@ -409,7 +459,7 @@ class Node:
             if not self._valid_member(name):
                 log.warning("ignored member %r from %s: not a node name of this cluster's kind", name, peer.name)
             elif name != self.name:
-                self._want(name, configured=False)
+                self._want(name, Source.MEMBER)
                 self._nudge(name)
 
     def _valid_member(self, name: object) -> bool:

@@ -212,10 +212,11 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def cluster_view(port: int) -> dict[str, Any] | None:
-    """``GET /cluster`` on a node's published port; None while it does not answer."""
+def cluster_view(port: int, host: str = "127.0.0.1") -> dict[str, Any] | None:
+    """``GET /cluster`` on a node's published port (or, with ``host``, its container address);
+    None while it does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=2) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}/cluster", timeout=2) as response:
             return json.loads(response.read())
     except (OSError, urllib.error.URLError, ValueError):
         return None
@@ -282,15 +283,17 @@ class Cluster:
         return run([*self.compose, "-p", self.project, "-f", str(tree.path / "docker-compose.yml"), *args],
                    cwd=tree.path)
 
-    def up(self, *services: str, tree: ReleaseTree | None = None) -> None:
-        """``compose up -d [services]`` (builds the images from the tree's release tarball)."""
+    def up(self, *services: str, tree: ReleaseTree | None = None, scale: dict[str, int] | None = None) -> None:
+        """``compose up -d [--scale service=n ...] [services]`` (builds the images from the
+        tree's release tarball)."""
         self._hold_ports()
         wanted = services or tuple(yaml.safe_load((self.tree.path / "docker-compose.yml").read_text())["services"])
         busy = [HOST_PORTS[s] for s in wanted if s in HOST_PORTS and port_answers(HOST_PORTS[s])]
         if busy:
             raise CommandError(f"127.0.0.1 port(s) {busy} already in use: another cluster running? (`docker ps`)")
         log(f"{self.project}: compose up {' '.join(services) or '(all)'}")
-        self._compose("up", "-d", *services, tree=tree)
+        scaled = [arg for service, n in (scale or {}).items() for arg in ("--scale", f"{service}={n}")]
+        self._compose("up", "-d", *scaled, *services, tree=tree)
         self.last_tree = tree or self.tree
 
     def kill(self, service: str) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import docker
@@ -217,3 +219,46 @@ def test_nodes_and_ping_commands(three_node_tree, make_cluster):
 
     code, out = cluster.exec("ws1", "./bin/gossipy", "ping")
     assert (code, out.strip()) == (0, "pong"), f"`gossipy ping` in ws1: exit {code}, output {out!r}"
+
+
+def test_scale_out_with_dns_discovery(base_tree, trees_dir, make_cluster):
+    """Beyond the article: `docker-compose -f docker-compose.scale.yml up -d --scale ws=3`. No
+    node list: each replica polls the service name (Docker's DNS answers every replica) and
+    names itself gossipy@<its address>; the three mesh, and a client on each chats with the
+    others. Clients reach the replicas at their container addresses on the project's network."""
+    tree = base_tree.copy(trees_dir / "scale")
+    shutil.copy(tree.path / "docker-compose.scale.yml", tree.path / "docker-compose.yml")
+    cluster = make_cluster(tree)
+    cluster.up(scale={"ws": 3})
+    replicas = cluster.client.containers.list(filters={"label": [
+        f"{harness.PROJECT_LABEL}={cluster.project}", f"{harness.SERVICE_LABEL}=ws"]})
+    assert len(replicas) == 3, f"expected 3 replicas of ws, found {len(replicas)}"
+    for replica in replicas:
+        replica.reload()
+    ips = [r.attrs["NetworkSettings"]["Networks"][cluster.network()]["IPAddress"] for r in replicas]
+    names = {f"gossipy@{ip}" for ip in ips}
+    log(f"{cluster.project}: replicas at {ips}")
+
+    def meshed() -> bool:
+        views = [cluster_view(4000, host=ip) for ip in ips]
+        return all(v is not None and {v["node"], *v["nodes"]} == names for v in views)
+
+    started = time.monotonic()
+    while not meshed():
+        assert time.monotonic() - started < 40, f"no mesh of {sorted(names)}:\n{cluster.describe_state()}"
+        time.sleep(0.2)
+    log(f"{cluster.project}: 3 replicas meshed {time.monotonic() - started:.2f} s after `up` returned")
+    for replica in replicas:
+        text = replica.logs().decode(errors="replace")
+        assert "dns_cluster_query ws: " in text and "sync_nodes" not in text, text
+
+    async def chat() -> None:
+        clients = [await join_room(SimpleNamespace(host=ip, port=4000)) for ip in ips]
+        try:
+            for client in clients:
+                await assert_shout_reaches(client, clients, f"scaled out, from {client.host}")
+        finally:
+            close_all(clients)
+
+    asyncio.run(chat())
+
