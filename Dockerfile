@@ -1,7 +1,7 @@
 # The gossipy node image, as in the article: the release tarball unpacked under /www/gossipy.
 # Build the release first: python build.py release --env=prod
 # The base must be the build machine's OS (include_python bundles the build machine's Python);
-# with no registry reachable, make it with: python3 tests/e2e/baseimage.py
+# with no registry reachable, make it with: python3 tests/support/baseimage.py
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 

@@ -2,7 +2,7 @@
 serializers and the peer stream.
 
 Python's ``json.loads`` is more lenient than the wire allows, and each leniency let one
-client's frame make the node fail later, for someone else (found by ``bench/fuzz.py``):
+client's frame make the node fail later, for someone else (found by ``tests/support/fuzz.py``):
 
 * ``NaN``, ``Infinity``, ``-Infinity`` and numbers too large for a float (``1e400``) decode,
   but cannot be encoded back (``allow_nan=False``): the broadcast of such a payload raised

@@ -3,19 +3,13 @@ accounting rather than the speed. A benchmark whose counts do not add up measure
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import loadgen, report, systems  # noqa: E402
-from bench import run  # noqa: E402
-from requirements import need  # noqa: E402
+from bench import loadgen, report, run, systems
+from support.requirements import need
 
 CLIENTS = 40
 SENDERS = 4

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from . import chat_page
-from real_node import wait_until
+from support.server_process import wait_until
 
 
 def shout(page, text: str) -> None:

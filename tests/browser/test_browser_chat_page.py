@@ -11,7 +11,7 @@ import json
 import pytest
 
 from . import chat_page
-from real_node import wait_until
+from support.server_process import wait_until
 
 
 @pytest.mark.browser

@@ -13,10 +13,10 @@ from datetime import datetime
 import pytest
 import yaml
 
-from node_processes import COOKIE, NodeProcesses, address, established_streams, node_name
-from phoenix_client import TOPIC, PhoenixClient, assert_shout_reaches, join_room
-from real_node import run_node
 from server.cluster.framing import FrameType, encode_json
+from support.node_processes import COOKIE, NodeProcesses, address, established_streams, node_name
+from support.phoenix_client import TOPIC, PhoenixClient, assert_shout_reaches, join_room
+from support.server_process import run_node
 
 pytestmark = pytest.mark.cluster
 

@@ -19,12 +19,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from certificates import Certificates
 from server.cluster import tls
 from server.cluster.framing import Frame, FrameDecoder, FrameType, encode
 from server.cluster.handshake import Acceptor, Identity, Initiator, new_creation
 from server.cluster.peer import Peer, run_handshake
 from server.settings import Cookie, Tls
+from support.certificates import Certificates
 
 COOKIE = Cookie("peer-session-test-cookie-7c21")
 HOST = "127.0.0.1"

@@ -1,5 +1,5 @@
-"""Faults in a cluster of real node processes on 127.0.0.x (tests/node_processes.py), with real
-websocket clients: a partition and its healing (through tests/tcp_proxy.py), kill -9
+"""Faults in a cluster of real node processes on 127.0.0.x (tests/support/node_processes.py), with real
+websocket clients: a partition and its healing (through tests/support/tcp_proxy.py), kill -9
 under steady traffic, SIGTERM with a client that never answers, a peer that stalls (SIGSTOP).
 
 What the cluster tests of issue 3 already show is not repeated here (tests/cluster/
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from node_processes import COOKIE, NodeProcesses, address, node_name
-from phoenix_client import TOPIC, Closed, Frame, PhoenixClient, RawWebSocket, join_room
-from real_node import async_wait_until
 from server.cluster.membership import BACKOFF_CAP, HANDSHAKE_TIMEOUT
-from tcp_proxy import TcpProxy
+from support.node_processes import COOKIE, NodeProcesses, address, node_name
+from support.phoenix_client import TOPIC, Closed, Frame, PhoenixClient, RawWebSocket, join_room
+from support.server_process import async_wait_until
+from support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.cluster
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from node_processes import COOKIE, NodeProcesses
-from real_node import ROOT, run_node
 from server.settings import Distribution
+from support.node_processes import COOKIE, NodeProcesses
+from support.server_process import ROOT, run_node
 
 WEAK_PROD_COOKIES = ["cookie", "changeme", "short", "0123456789abcde",  # default-looking, or under 16
                      "changemechangeme", "secret-secret-secret", "password1234567890", "gossipy-cookie-2024",

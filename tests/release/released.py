@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from real_node import free_port
 from release.project import read_project
+from support.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = read_project(str(REPO)).version

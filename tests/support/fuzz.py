@@ -1,9 +1,10 @@
-#!/usr/bin/env python3
 """Fuzzing gossipy's decoders: a million generated inputs, zero crashes.
 
-    python bench/fuzz.py                      # 1,000,000 inputs over all targets, every core
-    python bench/fuzz.py --inputs 50000 --workers 1 --seed 7
-    python bench/fuzz.py --target handshake   # one target
+    python3 -m tests.support.fuzz                      # 1,000,000 inputs over all targets, every core
+    python3 -m tests.support.fuzz --inputs 50000 --workers 1 --seed 7
+    python3 -m tests.support.fuzz --target handshake   # one target
+
+(from the repository's root, which puts ``server`` on the path).
 
 Each *target* feeds one generated input to a decoder that faces untrusted bytes and checks its
 contract: it either accepts the input or refuses it with its own error (``DecodeError``,
@@ -42,23 +43,18 @@ import time
 import traceback
 from typing import Any, Callable, NamedTuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from server import chat  # noqa: E402
-from server.channels import rfc6455  # noqa: E402
-from server.channels import serializer as wire  # noqa: E402
-from server.channels.serializer import V1, V2, DecodeError, Message  # noqa: E402
-from server.channels.socket import PhoenixSocket, Router  # noqa: E402
-from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame  # noqa: E402
-from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError,  # noqa: E402
+from server import chat
+from server.channels import rfc6455
+from server.channels import serializer as wire
+from server.channels.serializer import V1, V2, DecodeError, Message
+from server.channels.socket import PhoenixSocket, Router
+from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame
+from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError,
                                     FrameType, encode)
-from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State  # noqa: E402
-from server.cluster.pubsub_adapter import ClusterAdapter  # noqa: E402
-from server.pubsub import PubSub  # noqa: E402
-from server.settings import Cookie  # noqa: E402
+from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State
+from server.cluster.pubsub_adapter import ClusterAdapter
+from server.pubsub import PubSub
+from server.settings import Cookie
 
 COOKIE = Cookie("fuzz-cookie-0123456789abcdef")
 ME_A = Identity("gossipy@127.0.0.2", 2, longnames=True)

@@ -139,7 +139,7 @@ class PhoenixClient:
 
 
 class Serving(Protocol):
-    """What serves websockets: a test node (real_node.Node, node_processes.NodeProcess)."""
+    """What serves websockets: a test node (server_process.ServerProcess, node_processes.NodeProcess)."""
     host: str
     port: int
 
