@@ -20,7 +20,7 @@ def shout(page, text: str) -> None:
 def joined(page) -> bool:
     """The page's websocket got the ok reply to its phx_join."""
     return any('"phx_reply"' in frame and '"ok"' in frame
-               for socket in page.log()["sockets"] for frame in socket["received"])
+               for websocket in page.log()["sockets"] for frame in websocket["received"])
 
 
 def wait_shown(page, text: str) -> None:

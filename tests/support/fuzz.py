@@ -161,16 +161,16 @@ def _socket_run(vsn: str, frames: list[str | bytes]) -> bool:
     listener = PhoenixSocket(_Transport(), other, router, pubsub, 100, "listener")
     listener.receive(other.encode(Message("1", "1", TOPIC, wire.JOIN, {})))
     transport = _Transport()
-    socket = PhoenixSocket(transport, wire.for_vsn(vsn), router, pubsub, 100, "fuzz")
+    phoenix_socket = PhoenixSocket(transport, wire.for_vsn(vsn), router, pubsub, 100, "fuzz")
     try:
         for data in frames:
-            socket.receive(data)
+            phoenix_socket.receive(data)
             if transport.closed is not None:
                 if transport.closed != 1011:
                     raise Crash(f"closed with {transport.closed}")
                 return False
     finally:
-        socket.closed()
+        phoenix_socket.closed()
         listener.closed()
     return True
 
@@ -379,15 +379,15 @@ def _peer_broadcast_run(data: bytes) -> bool:
     sockets = []
     for serializer in (V1, V2):
         transport = _Transport()
-        socket = PhoenixSocket(transport, serializer, router, pubsub, 100, "listener")
-        socket.receive(serializer.encode(Message("1", "1", TOPIC, wire.JOIN, {})))
-        sockets.append((socket, transport))
+        phoenix_socket = PhoenixSocket(transport, serializer, router, pubsub, 100, "listener")
+        phoenix_socket.receive(serializer.encode(Message("1", "1", TOPIC, wire.JOIN, {})))
+        sockets.append((phoenix_socket, transport))
     before = [t.frames for _, t in sockets]
     try:
         node.receiver("gossipy@127.0.0.9", data)
     finally:
-        for socket, _ in sockets:
-            socket.closed()
+        for phoenix_socket, _ in sockets:
+            phoenix_socket.closed()
     return [t.frames for _, t in sockets] != before
 
 
