@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tarfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import procs
+from .results import Results, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -267,3 +268,29 @@ def freeze(proc: procs.Proc) -> None:
 
 
 SYSTEMS = {cls.name: cls for cls in (Single, RedisWay, Gossipy)}
+
+
+class SystemRunner:
+    """Starts a fresh system of a kind for one workload and stops it whatever the workload did;
+    a failure is logged and recorded, and the run goes on with the next system."""
+
+    def __init__(self, workdir: str, core: int | None, results: Results,
+                 wait_quiet: Callable[[], object]) -> None:
+        self.workdir = workdir
+        self.core = core
+        self.results = results
+        self.wait_quiet = wait_quiet
+
+    def run(self, kind: str, src: str, label: str, body: Callable[[System], None]) -> None:
+        system = SYSTEMS[kind](self.workdir, src=src, core=self.core, label=label)
+        try:
+            self.wait_quiet()
+            t0 = time.monotonic()
+            system.start()
+            log(f"{label}: started ({system.description}) in {time.monotonic() - t0:.1f} s")
+            body(system)
+        except Exception as exc:
+            log(f"{label}: FAILED: {exc}")
+            self.results.emit({"system": label, "workload": "error", "error": str(exc)[:2000]})
+        finally:
+            system.stop()
