@@ -123,7 +123,7 @@ def test_v2_rejects(frame: str) -> None:
         V2.decode(frame)
 
 
-# ---- what json.loads takes but the wire does not (found by tests/support/fuzz.py) ------------------
+# ---- what json.loads takes but the wire does not ------------------------------------------------
 
 @pytest.mark.parametrize("serializer", [V1, V2], ids=["v1", "v2"])
 @pytest.mark.parametrize("payload, why", [

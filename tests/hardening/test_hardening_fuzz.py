@@ -73,8 +73,9 @@ def serializer_cases(draw: st.DrawFn) -> tuple[str, str | bytes]:
 
 @SAMPLE
 @given(serializer_cases())
-# found by support/fuzz.py: json.loads takes NaN and Infinity (not JSON, and not encodable back),
-# "\ud800" escapes and CESU-8 bytes (lone surrogates: no UTF-8 text frame can carry them)
+# Every run tries what json.loads takes but the wire does not: NaN and Infinity (not JSON, and not
+# encodable back), "\ud800" escapes and CESU-8 bytes (lone surrogates: no UTF-8 text frame can
+# carry them)
 @example((V1.vsn, '{"topic":"room:1","event":"shout","payload":{"m":NaN},"ref":"1"}'))
 @example((V2.vsn, '["1","1","room:1","shout",{"m":-Infinity}]'))
 @example((V2.vsn, '["1","1","room:1","shout",{"m":1e400}]'))

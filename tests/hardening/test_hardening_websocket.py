@@ -47,7 +47,7 @@ def one_warning(node: ServerProcess, *words: str) -> str:
     return warning
 
 
-# ---- frames json.loads takes but no client may send (found by tests/support/fuzz.py) ----------------
+# ---- frames json.loads takes but no client may send ------------------------------------------------
 
 @pytest.mark.parametrize("vsn, frame", [
     ("2.0.0", '["1","2","room:1","shout",{"message":NaN}]'),

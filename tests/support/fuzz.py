@@ -1,4 +1,4 @@
-"""Fuzzing gossipy's decoders: a million generated inputs, zero crashes.
+"""Fuzzing gossipy's decoders with generated inputs (a million by default).
 
     python3 -m tests.support.fuzz                      # 1,000,000 inputs over all targets, every core
     python3 -m tests.support.fuzz --inputs 50000 --workers 1 --seed 7
@@ -17,13 +17,8 @@ The generators are structure-aware: most inputs are nearly valid (real frames, r
 steps, JSON values) with one thing wrong, so they get past the first check; the rest are byte
 mutations of valid inputs and plain random bytes. ``tests/hardening/test_hardening_fuzz.py``
 drives the same targets with hypothesis (a small sample, shrinking) in the default test run.
-
-Why not atheris (measured, atheris 3.0.0 on this code before the strict-JSON fix): coverage
-guidance sees little here, because the parsing happens in C (json's scanner) and the Python
-around it is thin. On the serializer target it ran 13 million inputs in 120 s (5.5 million in
-60 s with a seed corpus and a NaN/Infinity/1e400/\\ud800 dictionary) and found neither bug;
-these generators found both within the first 100 inputs. It would be one more dependency with
-a native build for no finding.
+Structure-aware generators rather than coverage guidance (atheris): the parsing happens in C
+(json's scanner) and the Python around it is thin (bench/README.md, "The fuzzer").
 
 Prints one line per target (inputs, accepted, refused, crashes, time, rate) and exits 1 if
 anything crashed, after writing each distinct crash's input to ``--crash-dir``.
