@@ -13,8 +13,9 @@ RUN apt-get update \
 
 EXPOSE 4000
 ENV PORT=4000
-# ADD unpacks a local tar.gz into the folder.
-ADD _build/prod/rel/gossipy/releases/0.0.1/gossipy.tar.gz /www/gossipy
+# ADD unpacks a local tar.gz into the folder. build.py writes the tarball here too, under a path
+# without the version, so a version bump in pyproject.toml needs no change in this file.
+ADD _build/prod/rel/gossipy/gossipy.tar.gz /www/gossipy
 WORKDIR /www/gossipy
 # Run the release once: it unpacks its PEX into RELEASE_TMP (/tmp/gossipy) now rather than at
 # every container's first boot (~1-2 s saved), and a release that cannot run on this base
