@@ -98,8 +98,8 @@ def _reuse_bytecode(stdlib: str, copy: str) -> tuple[int, int]:
                 continue
             pyc = importlib.util.cache_from_source(copied)
             os.makedirs(os.path.dirname(pyc), exist_ok=True)
-            with open(pyc, "wb") as f:
-                f.write(importlib.util.MAGIC_NUMBER + _UNCHECKED_HASH.to_bytes(4, "little")
+            with open(pyc, "wb") as out:
+                out.write(importlib.util.MAGIC_NUMBER + _UNCHECKED_HASH.to_bytes(4, "little")
                         + importlib.util.source_hash(source) + code)
             reused += 1
     return reused, missing

@@ -1,34 +1,42 @@
 """Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> Tornado app.
 
-The only module that knows every part. The chat app arrives as a list of routes; the cluster
-is switched on by settings alone (a node name in vm.yml or RELEASE_NODE), never by app code.
+The only module that knows every part. The chat app arrives as a list of routes (and,
+optionally, a socket class with a connect hook); the cluster is switched on by settings alone
+(a node name in vm.yml or RELEASE_NODE), never by app code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import signal
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import tornado.web
 from tornado.httpserver import HTTPServer
+from tornado.log import access_log
 from tornado.netutil import bind_sockets
 
-from . import chat
-from .channels.channel import Channel
+from . import backend_api, chat
+from .auth import TokenVerifier, redact_uri
+from .channels import Channel, Socket
 from .channels.socket import Router
 from .channels.websocket import SocketRegistry, UpgradeHandler
 from .pubsub import PubSub
 from .settings import Settings
 
+if TYPE_CHECKING:
+    # Imported in start() at run time: a node that is not distributed never loads the cluster.
+    from .cluster import Node
+
 log = logging.getLogger("gossipy.node")
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
-# No endpoint takes a request body; Tornado's default would read up to 100 MB of one into
-# memory (per connection) before answering 405.
+# Only the backend API takes a request body (it sets its own limit); Tornado's default would
+# read up to 100 MB of one into memory (per connection) before answering 405.
 MAX_BODY = 4096
 
 
@@ -51,6 +59,17 @@ class PageHandler(tornado.web.StaticFileHandler):
         self.set_header("Cache-Control", "no-cache")
 
 
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access line (its logger, levels and format) for every request, with the value
+    of each credential-like query parameter redacted: phoenix.js sends the connect token in the
+    websocket URL, and a token in a log is a token anyone reading the log can use."""
+    status = handler.get_status()
+    log_method = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
+    request = handler.request
+    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri or ""),
+               request.remote_ip, 1000.0 * request.request_time())
+
+
 class StartupError(Exception):
     """The node cannot start: a mandatory node did not come, or a port cannot be bound."""
 
@@ -59,12 +78,15 @@ class Server:
     """One gossipy node: its pubsub, its cluster membership (if distributed), its HTTP port."""
 
     def __init__(self, settings: Settings,
-                 routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES) -> None:
+                 routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES,
+                 socket_class: type[Socket] = Socket) -> None:
+        """``routes`` and ``socket_class``: an app module's ``ROUTES`` and ``SOCKET``."""
         self.settings = settings
         self.pubsub = PubSub()
         self.registry = SocketRegistry(settings.endpoint.server_timeout)
         self.router = Router(routes)
-        self.cluster: Any = None
+        self.socket_class = socket_class
+        self.cluster: Node | None = None
         self._http: HTTPServer | None = None
         self.port = settings.endpoint.port
 
@@ -76,23 +98,39 @@ class Server:
         nodes = self.cluster.connected_nodes() if self.cluster is not None else []
         return {"node": self.name, "nodes": nodes}
 
+    def token_verifier(self) -> TokenVerifier | None:
+        """The check of connect tokens the settings ask for (None: no ``auth.jwt_secret``);
+        StartupError for a secret or algorithm that cannot be safe."""
+        auth = self.settings.auth
+        if auth.jwt_secret is None:
+            return None
+        try:
+            return TokenVerifier(auth.jwt_secret.reveal(), auth.jwt_algorithms)
+        except ValueError as exc:  # its message names lengths and algorithms, never the secret
+            raise StartupError(f"auth: {exc}") from None
+
     def application(self) -> tornado.web.Application:
         endpoint = self.settings.endpoint
+        new_socket = functools.partial(self.socket_class, self.token_verifier())
         return tornado.web.Application(
             [
                 (r"/socket/websocket", UpgradeHandler,
-                 dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry)),
+                 dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry,
+                      new_socket=new_socket)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
+                *backend_api.routes(self.pubsub, self.settings.api),
                 (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),
                 (r"/(ws\.html)", PageHandler, dict(path=STATIC_DIR)),
                 (r"/static/(.*)", PageHandler, dict(path=STATIC_DIR)),
             ],
+            log_function=log_request,
         )
 
     async def start(self) -> None:
         """Joins the cluster first (boot sync may wait for the listed nodes), then serves."""
         distribution = self.settings.distribution
         endpoint = self.settings.endpoint
+        application = self.application()  # first: a bad auth section stops the node before it joins
         if distribution.node is not None:
             from .cluster import BootError, ClusterAdapter, Node
 
@@ -104,7 +142,7 @@ class Server:
                 raise StartupError(f"boot failed: {exc}") from None
         # A connection that has not sent its request headers within server_timeout is closed
         # (Tornado's default is an hour: a slow or silent client would hold a descriptor that long).
-        self._http = HTTPServer(self.application(), max_body_size=MAX_BODY,
+        self._http = HTTPServer(application, max_body_size=MAX_BODY,
                                 idle_connection_timeout=endpoint.server_timeout)
         try:
             listening = bind_sockets(endpoint.port, endpoint.host)

@@ -6,14 +6,14 @@ node's configuration, never this module's concern.
 
 from typing import Any
 
-from .channels import Channel
+from .channels import Channel, Reply
 
 
 class RoomChannel(Channel):
-    def join(self, payload: Any) -> dict:
+    def join(self, payload: Any) -> dict[str, Any]:
         return {}
 
-    def handle_in(self, event: str, payload: Any) -> None:
+    def handle_in(self, event: str, payload: Any) -> Reply | None:
         if event != "shout":
             return super().handle_in(event, payload)
         self.broadcast("shout", payload)

@@ -4,7 +4,7 @@ This is the only module that reads the process environment. Two document shapes 
 
 * the project's ``vm.yml``: ``release``, ``environments`` (build options and a cookie per
   environment, each optionally overriding run-time sections) and the run-time sections
-  ``node``, ``endpoint`` and ``kernel``;
+  ``node``, ``endpoint``, ``kernel``, ``api`` and ``auth``;
 * a release's embedded settings: the same run-time sections with one environment already
   merged in (``flatten`` makes it), so a release boots without the project's vm.yml.
 
@@ -14,6 +14,8 @@ Every error names the file, the key and, where known, the line.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import os
 import re
 import socket
@@ -22,16 +24,18 @@ from typing import Any, Mapping
 
 import yaml
 
+from .nodename import NodeName, NodeNameError, is_ip, is_long, kind
+
 ENV_PORT = "PORT"
 ENV_NODE = "RELEASE_NODE"
 ENV_DISTRIBUTION = "RELEASE_DISTRIBUTION"
 ENV_COOKIE = "RELEASE_COOKIE"
 ENV_SYNC_NODES = "RELEASE_SYNC_NODES"
 ENV_TMP = "RELEASE_TMP"
+ENV_API_KEY = "GOSSIPY_API_KEY"
+ENV_JWT_SECRET = "GOSSIPY_JWT_SECRET"
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NODE_PART = re.compile(r"^[A-Za-z0-9_-]+$")
-_HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _MIN_PROD_COOKIE = 16
 # A cookie made of nothing but these words, digits and separators ("changemechangeme",
 # "my-cluster-secret-2024") is a placeholder or a guessable phrase, however long.
@@ -45,8 +49,8 @@ class SettingsError(ValueError):
     """A settings document or override is invalid; the message says where and why."""
 
 
-class Cookie:
-    """The shared cluster secret. Its repr never shows the value, so it cannot leak into logs."""
+class Secret:
+    """A secret setting. Its repr never shows the value, so it cannot leak into logs."""
 
     __slots__ = ("_value",)
 
@@ -56,16 +60,39 @@ class Cookie:
     def reveal(self) -> bytes:
         return self._value.encode()
 
+    def matches(self, presented: bytes) -> bool:
+        """Constant-time: comparing digests (not the values) hides the length as well."""
+        return hmac.compare_digest(hashlib.sha256(self.reveal()).digest(), hashlib.sha256(presented).digest())
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Cookie) and other._value == self._value
+        # A cookie never equals an API key of the same text: they are different settings.
+        return isinstance(other, Secret) and type(other) is type(self) and other._value == self._value
 
     def __hash__(self) -> int:
         return hash(self._value)
 
     def __repr__(self) -> str:
-        return "Cookie(******)"
+        return f"{type(self).__name__}(******)"
 
     __str__ = __repr__
+
+
+class Cookie(Secret):
+    """The shared cluster secret."""
+
+    __slots__ = ()
+
+
+class ApiKey(Secret):
+    """The backend API's bearer key (``api.key``)."""
+
+    __slots__ = ()
+
+
+class JwtSecret(Secret):
+    """The secret that signs connect tokens (``auth.jwt_secret``)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +107,27 @@ class Endpoint:
     max_channels: int = 100
     outbound_buffer: int = 1024 * 1024
     shutdown_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Api:
+    """The backend API, ``POST /api/broadcast`` (server/backend_api.py): off (404) without a key."""
+
+    key: ApiKey | None = None
+    # A request body larger than this is refused (413) before it is read; every other route
+    # keeps the node's 4 KiB.
+    max_body: int = 1024 * 1024
+    max_batch: int = 1000
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Token auth by configuration: with a ``jwt_secret``, a websocket connects only with a
+    ``token`` parameter that is a JWT signed with it by one of ``jwt_algorithms`` (checked,
+    with the secret's length, by server/auth when the node starts)."""
+
+    jwt_secret: JwtSecret | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
 
 
 @dataclass(frozen=True)
@@ -106,17 +154,15 @@ class Distribution:
     sync_nodes_mandatory: tuple[str, ...] = ()
     sync_nodes_timeout_ms: int = 10_000
     # Ten seconds rather than Erlang's sixty. Only a peer that falls silent (frozen, cut off)
-    # waits for this: a killed node resets its streams and is down at once. Silent, it is down
-    # after 10-12.5 s: a hiccup shorter than that heals inside TCP with nothing lost, a real
-    # partition is noticed (and redialed) within seconds, and a false "down" costs gossipy only
-    # a reconnect. Ten seconds is far above any event-loop stall of a healthy node; ticks cost
-    # 5 bytes per idle peer every 2.5 s.
+    # waits for this: a killed node resets its streams and is down at once. A hiccup shorter
+    # than this heals inside TCP with nothing lost, a real partition is noticed (and redialed)
+    # within seconds, and a false "down" costs gossipy only a reconnect.
     net_ticktime: float = 10.0
     tls: Tls | None = None
 
     @property
     def host(self) -> str | None:
-        return self.node.split("@", 1)[1] if self.node else None
+        return NodeName.parse(self.node).host if self.node else None
 
     @property
     def listen_address(self) -> str:
@@ -124,7 +170,7 @@ class Distribution:
         if self.bind:
             return self.bind
         host = self.host
-        if self.longnames and host and _is_ip(host):
+        if self.longnames and host and is_ip(host):
             return host
         return "0.0.0.0"
 
@@ -135,12 +181,16 @@ class Settings:
     environment: str | None = None
     endpoint: Endpoint = Endpoint()
     distribution: Distribution = Distribution()
+    api: Api = Api()
+    auth: Auth = Auth()
     tmp_dir: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        """The settings as plain data, cookie masked: for `bin/gossipy describe` and logs."""
+        """The settings as plain data, secrets masked: for `bin/gossipy describe` and logs."""
         data = dataclasses.asdict(self)
         data["distribution"]["cookie"] = "******" if self.distribution.cookie else None
+        data["api"]["key"] = "******" if self.api.key else None
+        data["auth"]["jwt_secret"] = "******" if self.auth.jwt_secret else None
         return data
 
 
@@ -206,6 +256,16 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "sync_nodes_timeout": (lambda v: _positive_int(v) or v == 0, "milliseconds, an integer >= 0"),
         "net_ticktime": (_positive_number, "seconds, a positive number"),
     },
+    "api": {
+        "key": (_string, "the backend API's bearer key"),
+        "max_body": (_positive_int, "bytes, a positive integer"),
+        "max_batch": (_positive_int, "a positive integer"),
+    },
+    "auth": {
+        "jwt_secret": (_string, "the secret that signs connect tokens (HMAC)"),
+        "jwt_algorithms": (lambda v: _node_list(v) and bool(v) and all(v),
+                           "a non-empty list of HMAC algorithm names such as HS256"),
+    },
     "release": {
         "name": (_string, "the release name"),
         "default_environment": (_string, "the name of an environment"),
@@ -220,8 +280,8 @@ BUILD_SCHEMA: dict[str, tuple[Any, str]] = {
     "cookie": (_string, "the shared cluster secret"),
 }
 
-_RUNTIME_SECTIONS = ("node", "endpoint", "kernel")
-_SECRET_KEYS = frozenset({"cookie"})
+_RUNTIME_SECTIONS = ("node", "endpoint", "kernel", "api", "auth")
+_SECRET_KEYS = frozenset({"cookie", "key", "jwt_secret"})
 
 
 # ---- reading YAML with line numbers ----------------------------------------------------------
@@ -388,34 +448,16 @@ def short_hostname() -> str:
     return socket.gethostname().split(".", 1)[0]
 
 
-def _is_ip(host: str) -> bool:
+def _node_name(name: str, longnames: bool, what: str) -> str:
+    """Checks NAME@HOST and that it is of this node's kind (sname: short; name: long)."""
     try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        return True
-    except OSError:
-        return False
-
-
-def is_long_name(name: str) -> bool:
-    """A long name's host is dotted or an IPv6 address (gossipy@10.1.2.3); a short one's is not."""
-    host = name.partition("@")[2]
-    return "." in host or ":" in host
-
-
-def check_node_name(name: str, longnames: bool, what: str) -> str:
-    """Validates NAME@HOST against the naming mode (sname: no dots; name: dotted or an IP)."""
-    if name.count("@") != 1:
-        raise SettingsError(f"{what}: {name!r} is not a node name of the form NAME@HOST")
-    part, host = name.split("@")
-    if not _NODE_PART.match(part) or not _HOST.match(host):
-        raise SettingsError(f"{what}: {name!r} is not a node name of the form NAME@HOST")
-    dotted = is_long_name(name)
-    if longnames and not dotted:
-        raise SettingsError(f"{what}: {name!r} is a short name, but this node uses long names "
-                            f"(name:); short and long names do not mix")
-    if not longnames and dotted:
-        raise SettingsError(f"{what}: {name!r} is a long name, but this node uses short names "
-                            f"(sname:); short and long names do not mix")
+        parsed = NodeName.parse(name)
+    except NodeNameError as exc:
+        raise SettingsError(f"{what}: {exc}") from None
+    if parsed.long != longnames:
+        raise SettingsError(f"{what}: {name!r} is a {kind(parsed.long)} name, but this node uses "
+                            f"{kind(longnames)} names ({'name' if longnames else 'sname'}:); "
+                            f"short and long names do not mix")
     return name
 
 
@@ -431,7 +473,7 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
     if ENV_NODE in environ:
         value = environ[ENV_NODE].strip()
         if mode is None:
-            mode = "name" if is_long_name(value) else "sname"
+            mode = "name" if is_long(value) else "sname"
     if mode is None or not value:
         return None, False
     longnames = mode == "name"
@@ -443,12 +485,15 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
         else:
             host = short_hostname()
         value = f"{value}@{host}"
-    return check_node_name(value, longnames, "node name"), longnames
+    return _node_name(value, longnames, "node name"), longnames
 
 
-def _weak_cookie(cookie: str) -> bool:
-    return (len(cookie) < _MIN_PROD_COOKIE or len(set(cookie)) < _MIN_DISTINCT
-            or _DEFAULT_LOOKING.match(cookie) is not None)
+def _refuse_weak(what: str, secret: str, remedy: str) -> None:
+    """A prod secret must look random; the refusal never shows it."""
+    if (len(secret) < _MIN_PROD_COOKIE or len(set(secret)) < _MIN_DISTINCT
+            or _DEFAULT_LOOKING.match(secret) is not None):
+        raise SettingsError(f"the prod {what} is too weak (under {_MIN_PROD_COOKIE} characters, under "
+                            f"{_MIN_DISTINCT} different ones, or default-looking words); {remedy}")
 
 
 def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Document | None = None) -> Settings:
@@ -460,6 +505,8 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     node = dict(data.get("node") or {})
     kernel = dict(data.get("kernel") or {})
     release = dict(data.get("release") or {})
+    api = dict(data.get("api") or {})
+    auth = dict(data.get("auth") or {})
 
     if ENV_PORT in environ:
         try:
@@ -482,14 +529,13 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
 
     if name is not None:
         for listed in sync_optional + sync_mandatory:
-            check_node_name(listed, longnames, "sync_nodes")
+            _node_name(listed, longnames, "sync_nodes")
         if not cookie_text:
             raise SettingsError(f"node {name} is distributed but has no cookie: set node.cookie "
                                 f"in vm.yml or {ENV_COOKIE}")
-        if environment == "prod" and _weak_cookie(cookie_text):
-            raise SettingsError(f"the prod cookie is too weak (under {_MIN_PROD_COOKIE} characters, under "
-                                f"{_MIN_DISTINCT} different ones, or default-looking words); run "
-                                f"`python build.py release.init --force` for a fresh one, or set {ENV_COOKIE}")
+        if environment == "prod":
+            _refuse_weak("cookie", cookie_text, f"run `python build.py release.init --force` for a fresh one, "
+                         f"or set {ENV_COOKIE}")
     distribution = Distribution(
         node=name,
         longnames=longnames,
@@ -502,11 +548,20 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         net_ticktime=float(kernel.get("net_ticktime", Distribution.net_ticktime)),
         tls=Tls(**node["tls"]) if "tls" in node else None,
     )
+    api_key = environ.get(ENV_API_KEY, api.pop("key", None))
+    if api_key and environment == "prod":
+        _refuse_weak("api.key", api_key, f"set a random one in vm.yml or {ENV_API_KEY}")
+    jwt_secret = environ.get(ENV_JWT_SECRET, auth.get("jwt_secret"))
+    if jwt_secret and environment == "prod":
+        _refuse_weak("auth.jwt_secret", jwt_secret, f"set a random one in vm.yml or {ENV_JWT_SECRET}")
     return Settings(
         release=release.get("name", Settings.release),
         environment=environment,
         endpoint=endpoint,
         distribution=distribution,
+        api=Api(key=ApiKey(api_key) if api_key else None, **api),
+        auth=Auth(jwt_secret=JwtSecret(jwt_secret) if jwt_secret else None,
+                  jwt_algorithms=tuple(auth.get("jwt_algorithms", Auth.jwt_algorithms))),
         tmp_dir=environ.get(ENV_TMP, release.get("tmp_dir")),
     )
 

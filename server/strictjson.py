@@ -1,14 +1,14 @@
 """JSON as RFC 8259 has it, for bytes from clients and peers: a leaf, shared by the Phoenix
 serializers and the peer stream.
 
-Python's ``json.loads`` is more lenient than the wire allows, and each leniency let one
-client's frame make the node fail later, for someone else (found by ``tests/support/fuzz.py``):
+Python's ``json.loads`` is more lenient than the wire allows, and each leniency would let
+one client's frame make the node fail later, for someone else:
 
 * ``NaN``, ``Infinity``, ``-Infinity`` and numbers too large for a float (``1e400``) decode,
-  but cannot be encoded back (``allow_nan=False``): the broadcast of such a payload raised
-  once per subscriber in the room;
+  but cannot be encoded back (``allow_nan=False``): the broadcast of such a payload would
+  raise once per subscriber in the room;
 * ``"\\ud800"`` escapes, and bytes in CESU-8 or UTF-16/32, decode to lone surrogates, which no
-  UTF-8 text frame can carry: the reply echoing such a topic raised in the socket.
+  UTF-8 text frame can carry: the reply echoing such a topic would raise in the socket.
 
 ``loads`` refuses all of these with :class:`NotJSON` instead, so the input is refused where it
 arrives (a bad frame), never after it was accepted. ``dumps`` is the one encoder for what the

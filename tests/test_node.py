@@ -269,21 +269,8 @@ def test_describe_masks_the_cookie(tmp_path: Path) -> None:
     assert from_env.returncode == 0 and "sekrit" not in from_env.stdout + from_env.stderr
 
 
-def test_release_node_alone_picks_long_names_for_an_ipv6_host() -> None:
-    done = run_node("describe", env={"RELEASE_NODE": "gossipy@::1", "RELEASE_COOKIE": "a-cookie-for-this-test"})
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["distribution"]["longnames"] is True
-
-
-def test_a_cookie_of_the_wrong_type_is_refused_without_showing_it(tmp_path: Path) -> None:
-    config = tmp_path / "vm.yml"
-    config.write_text("node:\n  sname: gossipy\n  cookie: 918273645546372819\n", encoding="utf-8")
-    done = run_node("--config", str(config), "describe")
-    assert done.returncode == 2
-    assert "node.cookie" in done.stderr and "line 3" in done.stderr
-    assert "918273645546372819" not in done.stdout + done.stderr
-
-
+# What settings refuse, and how they word it, is tested in process (tests/test_settings_unit.py);
+# here, that the command line turns it into one line and exit status 2.
 @pytest.mark.parametrize("command", ["foreground", "describe"])
 def test_bad_vm_yml_key_is_one_clear_line_and_exit_2(tmp_path: Path, command: str) -> None:
     config = tmp_path / "vm.yml"
@@ -294,12 +281,3 @@ def test_bad_vm_yml_key_is_one_clear_line_and_exit_2(tmp_path: Path, command: st
     [line] = done.stderr.splitlines()
     assert str(config) in line and "endpoint.prot" in line and "line 3" in line
     assert "Traceback" not in done.stderr
-
-
-def test_bad_vm_yml_value_names_what_was_expected(tmp_path: Path) -> None:
-    config = tmp_path / "vm.yml"
-    config.write_text("endpoint:\n  server_timeout: soon\n", encoding="utf-8")
-    done = run_node("--config", str(config), "describe")
-    assert done.returncode == 2
-    [line] = done.stderr.splitlines()
-    assert "endpoint.server_timeout" in line and "line 2" in line and "'soon'" in line

@@ -14,8 +14,9 @@ import pytest
 
 from server import chat
 from server.channels import Channel, JoinRefused, Reply
+from server.channels.rfc6455 import CloseCode
 from server.channels.serializer import V1, V2, Message, Serializer
-from server.channels.socket import CLOSE_SERVER_ERROR, PhoenixSocket, Router
+from server.channels.socket import PhoenixSocket, Router
 from server.pubsub import PubSub
 
 from support.recorded import RECORDED_V1, RECORDED_V2
@@ -81,12 +82,13 @@ ROUTES = chat.ROUTES + [("refuse:*", Refusing), ("broken:*", BrokenJoin), ("echo
 class Peer:
     """One socket with a list transport, driven with wire-field arguments in either format."""
 
-    def __init__(self, serializer: Serializer, pubsub: PubSub | None = None, max_channels: int = 100) -> None:
+    def __init__(self, serializer: Serializer, pubsub: PubSub | None = None, max_channels: int = 100,
+                 routes: list[tuple[str, type[Channel]]] = ROUTES, **socket_options: Any) -> None:
         self.serializer = serializer
         self.pubsub = pubsub or PubSub()
         self.transport = ListTransport()
-        self.socket = PhoenixSocket(self.transport, serializer, Router(ROUTES), self.pubsub,
-                                    max_channels, peer="test")
+        self.socket = PhoenixSocket(self.transport, serializer, Router(routes), self.pubsub,
+                                    max_channels, peer="test", **socket_options)
 
     def frame(self, join_ref: Any, ref: Any, topic: str, event: str, payload: Any = None) -> str:
         payload = {} if payload is None else payload
@@ -344,7 +346,7 @@ def test_bad_frame_closes_with_1011_and_no_frame(serializer: Serializer, data: s
                                                  caplog: pytest.LogCaptureFixture) -> None:
     peer = Peer(serializer)
     assert peer.raw(data) == []
-    assert peer.transport.closed is not None and peer.transport.closed[0] == CLOSE_SERVER_ERROR == 1011
+    assert peer.transport.closed is not None and peer.transport.closed[0] == CloseCode.SERVER_ERROR == 1011
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.levelno == logging.WARNING and record.exc_info is None and "\n" not in record.getMessage()
 

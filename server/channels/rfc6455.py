@@ -5,7 +5,7 @@ a client that breaks the protocol gets a ``ProtocolViolation`` carrying the clos
 answer with. The frames a server sends are built by the functions below, once, as bytes.
 
 An idle connection costs this module nothing but a ``MessageReader`` of a few slots holding
-shared values: a node with 20,000 quiet sockets keeps no buffer for any of them.
+shared values: a quiet socket keeps no buffer.
 """
 
 from __future__ import annotations
@@ -13,18 +13,52 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from enum import IntEnum
 
-CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_DATA_OPCODES = (TEXT, BINARY)
-_CONTROL_OPCODES = (CLOSE, PING, PONG)
 
-PROTOCOL_ERROR = 1002
-# What a close frame without a status code stands for (RFC 6455 7.1.5); never on the wire.
-NO_STATUS = 1005
-INVALID_DATA = 1007
-TOO_BIG = 1009
-# Close codes a peer may put in a close frame (RFC 6455 7.4.1, 7.4.2): the rest are reserved.
-_SENDABLE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+class Opcode(IntEnum):
+    """A frame's opcode (RFC 6455 5.2). The reader hands out the frame's own int, which compares
+    equal to these: converting each frame's opcode to a member would cost a lookup per frame."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+class CloseCode(IntEnum):
+    """Close frame status codes (RFC 6455 7.4.1, and 1012-1014 from the IANA registry): every
+    one a peer may send, and NO_STATUS. The JS client reconnects after anything but NORMAL."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED = 1003
+    # What a close frame without a status code stands for (RFC 6455 7.1.5); never on the wire.
+    NO_STATUS = 1005
+    INVALID_DATA = 1007
+    POLICY = 1008
+    TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    SERVER_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+
+
+# Built once: on Python 3.11 reading an enum member as an attribute goes through EnumType's
+# __getattr__ hook, a cost per frame where it is compared; these are one hash lookup or an int.
+DATA_OPCODES = frozenset((Opcode.TEXT, Opcode.BINARY))
+_CONTROL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
+# The first byte of a server frame: FIN (the server never fragments) and the opcode.
+_FINAL_TEXT = 0x80 | Opcode.TEXT
+_FINAL_CLOSE = 0x80 | Opcode.CLOSE
+_FINAL_PONG = 0x80 | Opcode.PONG
+# Close codes a peer may put in a close frame (RFC 6455 7.4.1, 7.4.2; 3000-4999 are checked
+# apart): the rest are reserved.
+_SENDABLE_CODES = frozenset(CloseCode) - {CloseCode.NO_STATUS}
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -33,7 +67,7 @@ class ProtocolViolation(Exception):
     the whole messages that came before the offence in the same ``receive``: the client sent
     them before it went wrong, so they are handled, in order."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -57,26 +91,26 @@ def _frame(first_byte: int, payload: bytes) -> bytes:
 def text_frame(text: str) -> bytes:
     """A complete, unmasked text frame: built once per broadcast and written as-is to every
     socket, instead of re-framed per socket."""
-    return _frame(0x80 | TEXT, text.encode())
+    return _frame(_FINAL_TEXT, text.encode())
 
 
 def pong_frame(payload: bytes) -> bytes:
-    return _frame(0x80 | PONG, payload)
+    return _frame(_FINAL_PONG, payload)
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
     """A close frame; NO_STATUS makes one without a code, as the client's close it answers."""
-    if code == NO_STATUS:
-        return _frame(0x80 | CLOSE, b"")
+    if code == CloseCode.NO_STATUS:
+        return _frame(_FINAL_CLOSE, b"")
     # A control frame carries at most 125 bytes: 2 for the code, the rest for the reason.
     # Cut at a character boundary: a reason that is not UTF-8 makes the client fail the close.
     fitting = reason.encode()[:123].decode("utf-8", "ignore").encode()
-    return _frame(0x80 | CLOSE, struct.pack("!H", code) + fitting)
+    return _frame(_FINAL_CLOSE, struct.pack("!H", code) + fitting)
 
 
 def unmask(mask: bytes, payload: bytes) -> bytes:
-    """XORs ``payload`` with the repeating 4-byte ``mask``, as one big-integer operation (C
-    speed, where a loop over bytes would cost a microsecond per byte pair)."""
+    """XORs ``payload`` with the repeating 4-byte ``mask``, as one big-integer operation: the
+    work runs in C, where a loop over the bytes would run the interpreter once per byte."""
     length = len(payload)
     if not length:
         return payload
@@ -87,16 +121,16 @@ def unmask(mask: bytes, payload: bytes) -> bytes:
 def parse_close(payload: bytes) -> tuple[int, str]:
     """The code and reason of a client's close frame (NO_STATUS, "" when it gave none)."""
     if not payload:
-        return NO_STATUS, ""
+        return CloseCode.NO_STATUS, ""
     if len(payload) == 1:
-        raise ProtocolViolation(PROTOCOL_ERROR, "a close frame of one byte")
+        raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "a close frame of one byte")
     (code,) = struct.unpack_from("!H", payload)
     if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
-        raise ProtocolViolation(PROTOCOL_ERROR, f"close code {code} may not be sent")
+        raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, f"close code {code} may not be sent")
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolViolation(INVALID_DATA, "a close reason that is not UTF-8") from None
+        raise ProtocolViolation(CloseCode.INVALID_DATA, "a close reason that is not UTF-8") from None
     return code, reason
 
 
@@ -180,23 +214,23 @@ class MessageReader:
 
     def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
         if first & 0x70:
-            raise ProtocolViolation(PROTOCOL_ERROR, "reserved bits set (no extension was agreed)")
+            raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "reserved bits set (no extension was agreed)")
         if not second & 0x80:
-            raise ProtocolViolation(PROTOCOL_ERROR, "an unmasked frame from a client")
+            raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "an unmasked frame from a client")
         if opcode in _CONTROL_OPCODES:
             if not first & 0x80 or length > 125:
-                raise ProtocolViolation(PROTOCOL_ERROR, "a fragmented or over-long control frame")
+                raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "a fragmented or over-long control frame")
             return
-        if opcode == CONTINUATION:
-            if self._fragments is None:
-                raise ProtocolViolation(PROTOCOL_ERROR, "a continuation frame with nothing to continue")
-        elif opcode in _DATA_OPCODES:
+        if opcode in DATA_OPCODES:
             if self._fragments is not None:
-                raise ProtocolViolation(PROTOCOL_ERROR, "a new message inside a fragmented one")
+                raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "a new message inside a fragmented one")
+        elif opcode == Opcode.CONTINUATION:
+            if self._fragments is None:
+                raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "a continuation frame with nothing to continue")
         else:
-            raise ProtocolViolation(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+            raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
         if (len(self._fragments) if self._fragments is not None else 0) + length > self.max_size:
-            raise ProtocolViolation(TOO_BIG, f"a message over {self.max_size} bytes")
+            raise ProtocolViolation(CloseCode.TOO_BIG, f"a message over {self.max_size} bytes")
 
     def _assemble(self, fin: int, opcode: int, payload: bytes) -> tuple[int, str | bytes] | None:
         if opcode in _CONTROL_OPCODES:
@@ -211,9 +245,9 @@ class MessageReader:
             payload = bytes(self._fragments)
             opcode = self._fragments_opcode
             self._fragments = None
-        if opcode == BINARY:
+        if opcode == Opcode.BINARY:
             return opcode, payload
         try:
             return opcode, payload.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ProtocolViolation(INVALID_DATA, f"a text frame that is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise ProtocolViolation(CloseCode.INVALID_DATA, f"a text frame that is not UTF-8 ({exc.reason} at byte {exc.start})") from None

@@ -4,28 +4,29 @@ It does no I/O of its own: frames come in through ``receive`` and go out through
 ``Transport`` (``websocket.WebSocket`` in production, a list in unit tests). It follows
 the frames recorded from Phoenix 1.7 (see ../shared/reference/phoenix-protocol.md) for joins,
 leaves, heartbeats, unmatched topics, duplicate joins, stale join_refs and crashing channels.
+
+It is the one place that calls an app's channel hooks, so it is where an exception in any of
+them becomes what Phoenix makes of a crashed channel process: ``phx_error`` for that channel
+(the join's error reply, for ``join``), one log record with the traceback, and the socket and
+its other channels carry on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Iterable, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from ..pubsub import Broadcast, PubSub
 from . import serializer as wire
-from .channel import Channel, JoinRefused, Reply, UnhandledEvent
+from .channel import Cancellable, Channel, JoinRefused, Reply, Scheduler, UnhandledEvent
+from .connect import Socket
+from .rfc6455 import CloseCode
 from .serializer import DecodeError, Message, Serializer
 
 log = logging.getLogger("gossipy.socket")
-
-# Close codes (RFC 6455): the JS client reconnects after anything but a clean 1000.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED = 1003
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_SERVER_ERROR = 1011
 
 
 class Transport(Protocol):
@@ -36,7 +37,7 @@ class Transport(Protocol):
 
     def send_frame(self, frame: Any) -> None: ...
 
-    def close(self, code: int, reason: str) -> None: ...
+    def close(self, code: CloseCode, reason: str) -> None: ...
 
 
 class Router:
@@ -53,10 +54,16 @@ class Router:
 
 
 class PhoenixSocket:
-    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels", "_mistakes_logged")
+    """One connection's channels. ``user_socket`` is the app's ``Socket`` after its ``connect``
+    (its assigns, its ``may_join``); ``scheduler`` runs ``send_after`` timers (by default the
+    running asyncio loop)."""
+
+    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels", "user_socket",
+                 "assigns", "scheduler", "_mistakes_logged")
 
     def __init__(self, transport: Transport, serializer: Serializer, router: Router,
-                 pubsub: PubSub, max_channels: int, peer: str) -> None:
+                 pubsub: PubSub, max_channels: int, peer: str, user_socket: Socket | None = None,
+                 scheduler: Scheduler | None = None) -> None:
         self.transport = transport
         self.serializer = serializer
         self.router = router
@@ -64,6 +71,13 @@ class PhoenixSocket:
         self.max_channels = max_channels
         self.peer = peer
         self.channels: dict[str, Channel] = {}
+        self.user_socket = user_socket or Socket(None)
+        # Read-only for the channels: a token's claims already are; what an app's connect set
+        # is copied, so it cannot change under them either.
+        assigns = self.user_socket.assigns
+        self.assigns: Mapping[str, Any] = (assigns if isinstance(assigns, MappingProxyType)
+                                           else MappingProxyType(dict(assigns)))
+        self.scheduler = scheduler
         # Made on the first mistake: most sockets never make one.
         self._mistakes_logged: set[str] | None = None
 
@@ -76,7 +90,7 @@ class PhoenixSocket:
         except DecodeError as exc:
             # Phoenix's socket process crashes on an undecodable frame: the client sees 1011.
             log.warning("closing socket from %s: bad frame: %s", self.peer, exc)
-            self.transport.close(CLOSE_SERVER_ERROR, "bad frame")
+            self.transport.close(CloseCode.SERVER_ERROR, "bad frame")
             return
         if not isinstance(message.payload, dict):
             self._mistake("payload", "refusing %.80r on %.80r from %s: payload is not an object",
@@ -99,8 +113,7 @@ class PhoenixSocket:
             return
         elif message.event == wire.LEAVE:
             self._reply(message, message.join_ref, "ok", {})
-            self._end(channel, "leave")
-            self._send(Message(channel.join_ref, channel.join_ref, channel.topic, wire.CLOSE, {}))
+            self._tell_ended(channel, self._end(channel, "leave"))
         else:
             self._handle_in(channel, message)
 
@@ -109,20 +122,33 @@ class PhoenixSocket:
         if channel_class is None:
             self._unmatched(message)
             return
+        try:
+            allowed = self.user_socket.may_join(message.topic)
+        except Exception:
+            log.exception("JOIN %s crashed in %s.may_join", message.topic, type(self.user_socket).__name__)
+            self._reply(message, message.join_ref, "error", {"reason": "join crashed"})
+            return
+        if not allowed:
+            self._mistake("unauthorized", "refusing join of %.80r from %s: not a topic this connection may join",
+                          message.topic, self.peer)
+            self._reply(message, message.join_ref, "error", {"reason": "unauthorized"})
+            return
         if existing is None and len(self.channels) >= self.max_channels:
             self._mistake("channels", "refusing join of %.80r from %s: over %d channels",
                           message.topic, self.peer, self.max_channels)
             self._reply(message, message.join_ref, "error", {"reason": "too many channels joined"})
             return
-        if existing is not None:
-            self._end(existing, "rejoined")
+        # The old channel ends before the new one joins; the client hears of it after the reply.
+        replaced = (existing, self._end(existing, "rejoined")) if existing is not None else None
         channel = channel_class(message.topic, message.join_ref, self)
         try:
             response = channel.join(message.payload)
         except JoinRefused as refusal:
+            channel._cancel_timers()
             log.info("JOIN %s refused for %s: %s", message.topic, self.peer, refusal.reason)
             self._reply(message, message.join_ref, "error", {"reason": refusal.reason})
         except Exception:
+            channel._cancel_timers()
             log.exception("JOIN %s crashed in %s", message.topic, channel_class.__name__)
             self._reply(message, message.join_ref, "error", {"reason": "join crashed"})
         else:
@@ -130,8 +156,8 @@ class PhoenixSocket:
             self.pubsub.subscribe(message.topic, channel)
             log.info("JOIN %s to %s from %s", message.topic, channel_class.__name__, self.peer)
             self._reply(message, message.join_ref, "ok", {} if response is None else response)
-        if existing is not None:
-            self._send(Message(existing.join_ref, existing.join_ref, existing.topic, wire.CLOSE, {}))
+        if replaced is not None:
+            self._tell_ended(*replaced)
 
     def _handle_in(self, channel: Channel, message: Message) -> None:
         try:
@@ -145,12 +171,41 @@ class PhoenixSocket:
                           type(channel).__name__, channel.topic, message.event)
             self._crash(channel)
             return
-        if isinstance(result, Reply):
+        # Unless the channel crashed meanwhile (in the handle_out of its own broadcast, say).
+        if isinstance(result, Reply) and self.channels.get(channel.topic) is channel:
             self._reply(message, message.join_ref, result.status, result.response)
+
+    def deliver_intercepted(self, channel: Channel, message: Broadcast) -> None:
+        """A broadcast of an event the channel intercepts: through its ``handle_out``."""
+        if self.channels.get(channel.topic) is not channel:
+            return  # ended during this broadcast's delivery
+        try:
+            payload = channel.handle_out(message.event, message.payload)
+        except Exception:
+            log.exception("channel %s on %s crashed in handle_out of %r",
+                          type(channel).__name__, channel.topic, message.event)
+            self._crash(channel)
+            return
+        if payload is not None:
+            self.push(channel, message.event, payload)
+
+    def deliver_info(self, channel: Channel, message: Any) -> None:
+        """A ``send_after`` message whose time came: to the channel's ``handle_info``."""
+        if self.channels.get(channel.topic) is not channel:
+            return
+        try:
+            channel.handle_info(message)
+        except Exception:
+            log.exception("channel %s on %s crashed in handle_info of %.80r",
+                          type(channel).__name__, channel.topic, message)
+            self._crash(channel)
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Cancellable:
+        return (self.scheduler or asyncio.get_running_loop()).call_later(delay, callback)
 
     def _crash(self, channel: Channel) -> None:
         self._end(channel, "crashed")
-        self._send(Message(channel.join_ref, channel.join_ref, channel.topic, wire.ERROR, {}))
+        self._tell_ended(channel, wire.ERROR)
 
     def _unmatched(self, message: Message) -> None:
         self._mistake("topic", "ignoring unmatched topic %.80r (event %.80r) from %s",
@@ -186,15 +241,28 @@ class PhoenixSocket:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
-    def _end(self, channel: Channel, reason: str) -> None:
+    def _end(self, channel: Channel, reason: str) -> str:
+        """Ends a channel: no more broadcasts, its ``terminate``, no more timers (those its
+        terminate set included). Returns the event that tells the client: ``phx_close``, or
+        ``phx_error`` when terminate raised (as Phoenix's socket reports a channel process that
+        exited abnormally)."""
         self.channels.pop(channel.topic, None)
         self.pubsub.unsubscribe(channel.topic, channel)
         try:
             channel.terminate(reason)
         except Exception:
-            log.exception("terminate of %s on %s failed", type(channel).__name__, channel.topic)
+            log.exception("terminate(%r) of %s on %s crashed", reason, type(channel).__name__, channel.topic)
+            return wire.ERROR
+        finally:
+            channel._cancel_timers()
+        return wire.CLOSE
 
-    def closed(self) -> None:
-        """The transport is gone: end every channel."""
+    def _tell_ended(self, channel: Channel, event: str) -> None:
+        self._send(Message(channel.join_ref, channel.join_ref, channel.topic, event, {}))
+
+    def closed(self, reason: str = "closed") -> None:
+        """The connection is ending: end every channel with ``reason`` (``"closed"``, or
+        ``"shutdown"`` when the node stops). The client is not told: it is gone, or about to
+        be closed."""
         for channel in list(self.channels.values()):
-            self._end(channel, "closed")
+            self._end(channel, reason)

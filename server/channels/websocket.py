@@ -1,11 +1,11 @@
 """The websocket transport behind ``/socket/websocket``.
 
 Tornado answers the HTTP request and checks it (the serializer chosen by ``?vsn=``, the
-upgrade headers, the origin); then the connection leaves Tornado: its socket goes to an asyncio
+upgrade headers, the origin, then the app's ``Socket.connect``: token auth by default); then the connection leaves Tornado: its socket goes to an asyncio
 ``Protocol`` (``WebSocket``) that speaks RFC 6455 through the sans-I/O ``rfc6455`` module. A
-Tornado ``WebSocketHandler`` keeps its request, headers, HTTP connection, stream buffers and
-a read coroutine alive for the socket's whole life, about 16 KB per connection; this keeps a
-protocol object of a dozen slots and asyncio's transport.
+Tornado ``WebSocketHandler`` would keep its request, headers, HTTP connection, stream buffers
+and a read coroutine alive for the socket's whole life; an idle socket here is a slotted
+protocol object and asyncio's transport, so a node holds many idle sockets cheaply.
 
 It only moves frames: protocol work is ``PhoenixSocket``'s. What it adds is what a socket
 needs from the network: a bounded outbound buffer (a client that stops reading is cut off
@@ -20,6 +20,8 @@ import binascii
 import logging
 import socket
 import time
+from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -28,9 +30,19 @@ from tornado.iostream import IOStream, StreamClosedError
 from ..pubsub import PubSub
 from ..settings import Endpoint
 from . import rfc6455
-from .rfc6455 import MessageReader, ProtocolViolation, close_frame, pong_frame, text_frame
+from .connect import ConnectInfo, ConnectRefused, Socket
+from .rfc6455 import (
+    DATA_OPCODES,
+    CloseCode,
+    MessageReader,
+    Opcode,
+    ProtocolViolation,
+    close_frame,
+    pong_frame,
+    text_frame,
+)
 from .serializer import V1, Serializer, for_vsn
-from .socket import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_UNSUPPORTED, PhoenixSocket, Router
+from .socket import PhoenixSocket, Router
 
 log = logging.getLogger("gossipy.socket")
 
@@ -61,12 +73,12 @@ class SocketRegistry:
         self._waiting: list[WebSocket] = []
         self._sweeper: asyncio.TimerHandle | None = None
         # Set by close_all: a socket whose handover was in flight then is closed as it arrives.
-        self._closing_with: tuple[int, str] | None = None
+        self._closing_with: tuple[CloseCode, str] | None = None
 
     def add(self, websocket: "WebSocket") -> None:
         self.sockets.add(websocket)
         if self._closing_with is not None:
-            websocket.close(*self._closing_with)
+            websocket.shut_down(*self._closing_with)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(
                 self._server_timeout / _SWEEPS_PER_TIMEOUT, self._sweep_idle)
@@ -74,10 +86,11 @@ class SocketRegistry:
     def discard(self, websocket: "WebSocket") -> None:
         self.sockets.discard(websocket)
 
-    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "node shutting down") -> None:
+    def close_all(self, code: CloseCode = CloseCode.GOING_AWAY, reason: str = "node shutting down") -> None:
+        """The node is going away: every socket is shut down (see ``WebSocket.shut_down``)."""
         self._closing_with = (code, reason)
         for websocket in list(self.sockets):
-            websocket.close(code, reason)
+            websocket.shut_down(code, reason)
 
     def abort_all(self) -> None:
         for websocket in list(self.sockets):
@@ -100,7 +113,7 @@ class SocketRegistry:
             idle_for = now - websocket.last_seen
             if idle_for >= self._server_timeout and not websocket.closing:
                 log.info("closing socket from %s: idle for %.0f s", websocket.peer, idle_for)
-                websocket.close(CLOSE_NORMAL, "idle timeout")
+                websocket.close(CloseCode.NORMAL, "idle timeout")
         if self.sockets:
             self._sweeper = asyncio.get_running_loop().call_later(
                 self._server_timeout / _SWEEPS_PER_TIMEOUT, self._sweep_idle)
@@ -130,14 +143,15 @@ class WebSocket(asyncio.Protocol):
     """One client's websocket after the upgrade: frames in to its ``PhoenixSocket``, frames
     out through one write per loop iteration."""
 
-    __slots__ = ("registry", "peer", "socket", "reader", "transport", "last_seen", "_outbound_limit",
+    __slots__ = ("registry", "peer", "phoenix_socket", "reader", "transport", "last_seen", "_outbound_limit",
                  "_handover", "_outbox", "_outbox_size", "_close_sent", "_close_timer", "_ping_second", "_pings")
 
     def __init__(self, registry: SocketRegistry, endpoint: Endpoint, serializer: Serializer, router: Router,
-                 pubsub: PubSub, peer: str, handover: tuple[bytes, bytes]) -> None:
+                 pubsub: PubSub, peer: str, user_socket: Socket, handover: tuple[bytes, bytes]) -> None:
         self.registry = registry
         self.peer = peer
-        self.socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub, endpoint.max_channels, peer)
+        self.phoenix_socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub,
+                                                                  endpoint.max_channels, peer, user_socket)
         self.reader = MessageReader(endpoint.max_frame_size)
         self.transport: asyncio.Transport | None = None
         self.last_seen = time.monotonic()
@@ -175,18 +189,19 @@ class WebSocket(asyncio.Protocol):
         self._handle(messages)
 
     def _handle(self, messages: list[tuple[int, str | bytes]]) -> None:
+        # Once we closed this socket (a bad frame, say) we only wait for the client's close:
+        # nothing the client sent after the offence may reach the room, nor earn a pong.
         for opcode, payload in messages:
-            if opcode == rfc6455.CLOSE:
+            if opcode in DATA_OPCODES:
+                if not self._close_sent:
+                    self._message(payload)
+            elif opcode == Opcode.CLOSE:
+                assert isinstance(payload, bytes)  # as MessageReader gives every control frame
                 self._close_received(payload)
                 return
-            if self._close_sent:
-                # We closed this socket (a bad frame, say) and only wait for the client's close:
-                # nothing the client sent after the offence may reach the room.
-                continue
-            if opcode == rfc6455.PING:
+            elif opcode == Opcode.PING and not self._close_sent:
+                assert isinstance(payload, bytes)
                 self._pinged(payload)
-            elif opcode == rfc6455.TEXT or opcode == rfc6455.BINARY:
-                self._message(payload)
 
     def eof_received(self) -> bool:
         return False
@@ -205,21 +220,21 @@ class WebSocket(asyncio.Protocol):
             self._close_timer = None
         self.transport = None
         self._outbox = None
-        if self.socket is not None:
-            self.socket.closed()
-            self.socket = None
+        if self.phoenix_socket is not None:
+            self.phoenix_socket.closed()
+            self.phoenix_socket = None
 
     # ---- inbound -------------------------------------------------------------------------------
 
     def _message(self, payload: str | bytes) -> None:
-        socket = self.socket
-        if socket is None:
+        phoenix_socket = self.phoenix_socket
+        if phoenix_socket is None:
             return
-        if isinstance(payload, bytes) and socket.serializer is not V1:
+        if isinstance(payload, bytes) and phoenix_socket.serializer is not V1:
             log.warning("closing socket from %s: binary frames are not supported", self.peer)
-            self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+            self.close(CloseCode.UNSUPPORTED, "binary frames are not supported")
             return
-        socket.receive(payload)
+        phoenix_socket.receive(payload)
 
     def _pinged(self, payload: bytes) -> None:
         now = self.last_seen
@@ -228,7 +243,7 @@ class WebSocket(asyncio.Protocol):
         self._pings += 1
         if self._pings > PING_LIMIT:
             log.warning("closing socket from %s: a ping flood (over %d pings in a second)", self.peer, PING_LIMIT)
-            self.close(CLOSE_POLICY, "ping flood")
+            self.close(CloseCode.POLICY, "ping flood")
         else:
             self.send_frame(pong_frame(payload))
 
@@ -250,7 +265,7 @@ class WebSocket(asyncio.Protocol):
         stream after it (RFC 6455 7.1.7). Its further bytes are read and dropped, not left
         unread: closing a socket with unread bytes resets it, and the reset could destroy the
         close frame before the client reads it."""
-        if violation.code == rfc6455.TOO_BIG:
+        if violation.code == CloseCode.TOO_BIG:
             log.warning("closing socket from %s: a frame over max_frame_size (%d bytes)",
                         self.peer, self.reader.max_size)
         else:
@@ -291,8 +306,16 @@ class WebSocket(asyncio.Protocol):
     def closing(self) -> bool:
         return self._close_sent
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: CloseCode, reason: str) -> None:
         self._send_close(close_frame(code, reason))
+
+    def shut_down(self, code: CloseCode, reason: str) -> None:
+        """The node is going away: the channels end now with ``"shutdown"`` (their terminate
+        may still push a last word, and can tell this from a client that left), then the
+        socket is closed with ``code``."""
+        if self.phoenix_socket is not None:
+            self.phoenix_socket.closed("shutdown")
+        self.close(code, reason)
 
     def _send_close(self, frame: bytes) -> None:
         """Our close frame, after whatever is waiting; the client then has CLOSE_TIMEOUT to
@@ -312,11 +335,13 @@ class WebSocket(asyncio.Protocol):
 class UpgradeHandler(tornado.web.RequestHandler):
     """Checks a websocket request, then hands its connection to a ``WebSocket``."""
 
-    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry) -> None:
+    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry,
+                   new_socket: Callable[[], Socket]) -> None:
         self.router = router
         self.pubsub = pubsub
         self.endpoint = endpoint
         self.registry = registry
+        self.new_socket = new_socket
 
     async def get(self) -> None:
         vsn = self.get_query_argument("vsn", None)
@@ -346,9 +371,12 @@ class UpgradeHandler(tornado.web.RequestHandler):
         if not _valid_key(key):
             self._refuse(400, "missing or invalid Sec-WebSocket-Key")
             return
+        peer = self.request.remote_ip or "unknown"
+        user_socket = self._connect(peer)
+        if user_socket is None:
+            return
         response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n\r\n").encode("ascii")
-        peer = self.request.remote_ip or "unknown"
         self.set_status(101)
         self.application.log_request(self)  # Tornado's access line, as for any other request
         taken = _take_socket(self.detach(), peer)
@@ -356,7 +384,7 @@ class UpgradeHandler(tornado.web.RequestHandler):
             return
         sock, early = taken
         websocket = WebSocket(self.registry, self.endpoint, serializer, self.router, self.pubsub, peer,
-                              (response, early))
+                              user_socket, (response, early))
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
         except OSError as exc:
@@ -365,6 +393,23 @@ class UpgradeHandler(tornado.web.RequestHandler):
         except BaseException:
             sock.close()
             raise
+
+    def _connect(self, peer: str) -> Socket | None:
+        """The app's socket after its ``connect`` accepted the request; None once refused
+        with 403 and one log line (the reason: never the token, which the access line
+        redacts too)."""
+        user_socket = self.new_socket()
+        params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        try:
+            user_socket.connect(params, ConnectInfo(peer, self.request.headers))
+        except ConnectRefused as refusal:
+            log.warning("refusing websocket from %s: %s", peer, refusal.reason)
+        except Exception:
+            log.exception("refusing websocket from %s: %s.connect crashed", peer, type(user_socket).__name__)
+        else:
+            return user_socket
+        self._refuse(403, "connect refused")
+        return None
 
     def _refuse(self, status: int, text: str) -> None:
         self.set_status(status)
@@ -383,7 +428,9 @@ def _take_socket(stream: IOStream, peer: str) -> tuple[socket.socket, bytes] | N
     request that Tornado already read (a conforming client waits for the 101, but nothing it
     sent may be lost). None if the client is gone, or no descriptor is left to take it with."""
     try:
-        pending = stream.read_bytes(1 << 30, partial=True)
+        # Tornado annotates read_bytes as an Awaitable but documents and returns a Future, whose
+        # done() tells whether Tornado already held the bytes.
+        pending = cast("asyncio.Future[bytes]", stream.read_bytes(1 << 30, partial=True))
     except StreamClosedError:
         return None
     early = b""

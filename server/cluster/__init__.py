@@ -1,5 +1,10 @@
 """Clustering over persistent peer TCP streams, in the manner of Erlang distribution.
 
+``framing`` and ``handshake`` are sans-I/O; ``peer`` is one asyncio Protocol per connection
+(and ``dial``); ``membership.Node`` owns the connection table; ``admission`` bounds what
+strangers may hold; ``control`` is ``ping``/``nodes``, both halves; ``discovery`` says whom to
+dial and where; ``tls`` holds the contexts; ``pubsub_adapter`` is the seam to pubsub.
+
 Wiring (``server/app.py``)::
 
     node = Node(settings.distribution)
@@ -12,9 +17,9 @@ and, from another process with the same settings,
 ``await control.query(settings.distribution, "ping" | "nodes")`` (raises ControlError).
 """
 
-from server.cluster import control
-from server.cluster.control import ControlError
-from server.cluster.membership import BootError, Node
-from server.cluster.pubsub_adapter import ClusterAdapter
+from . import control
+from .control import ControlError
+from .membership import BootError, Node
+from .pubsub_adapter import ClusterAdapter
 
 __all__ = ["BootError", "ClusterAdapter", "ControlError", "Node", "control"]

@@ -1,23 +1,28 @@
-"""Questions to a running node from another process: ``bin/gossipy ping`` and ``nodes``.
+"""Questions to a running node from another process: ``bin/gossipy ping`` and ``nodes``, both
+halves.
 
 Like Erlang's nodetool, the asker is a *hidden* node: it proves the cookie with the same
-handshake as a member, asks one question, and is never a member of the cluster. It talks to
-the node these settings describe, on this host.
+handshake as a member, asks one question, and is never a member of the cluster. :func:`query`
+asks the node these settings describe, on this host; the node's listener hands a hidden
+peer to :func:`answer`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import secrets
-import ssl
-from typing import Any
+from typing import Any, Callable
 
-from server.cluster import discovery, tls
-from server.cluster.framing import FrameDecoder, FrameError, FrameType, decode_json, encode_json
-from server.cluster.handshake import HandshakeError, Identity, Initiator, Reason, new_creation
-from server.cluster.peer import describe_os_error, read_frame, run_handshake
-from server.settings import ENV_COOKIE, Distribution
+from ..settings import ENV_COOKIE, Distribution
+from . import discovery, tls
+from .framing import FrameError, FrameType, decode_json, encode_json
+from .handshake import HandshakeError, Identity, Initiator, Reason, new_creation
+from .peer import Peer, Unreachable, dial
+
+log = logging.getLogger("gossipy.cluster.control")
 
 QUESTIONS = ("ping", "nodes")
 
@@ -39,37 +44,31 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0)
     where = f"{name} at {host}:{port}"
     me = Identity(f"ctl{os.getpid()}_{secrets.token_hex(3)}@{distribution.host}", new_creation(),
                   distribution.longnames)
-    options: dict[str, Any] = {}
-    if distribution.tls is not None:
-        try:
-            options = {"ssl": tls.contexts(distribution.tls).client, "server_hostname": distribution.host}
-        except tls.TlsError as exc:
-            raise ControlError(str(exc)) from None
-    writer: asyncio.StreamWriter | None = None
+    try:
+        contexts = tls.contexts(distribution.tls) if distribution.tls is not None else None
+    except tls.TlsError as exc:
+        raise ControlError(str(exc)) from None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, **options)
-            hs = Initiator(me, distribution.cookie, expect=name, hidden=True)
-            hs.send_name()
-            decoder = FrameDecoder()
-            _, early = await run_handshake(hs, reader, writer, decoder)
-            writer.write(encode_json(FrameType.QUERY, {"query": question}))
-            frame = await read_frame(reader, decoder, early)
+            peer = await dial(host, port, Initiator(me, distribution.cookie, expect=name, hidden=True), timeout=None,
+                              contexts=contexts, server_hostname=distribution.host)
+            try:
+                peer.send(encode_json(FrameType.QUERY, {"query": question}))
+                frame = await peer.receive()
+            finally:
+                peer.finish()
     except HandshakeError as exc:
         raise ControlError(_refusal(where, exc)) from None
     except FrameError as exc:
         raise ControlError(f"{where} answered with a bad frame: {exc}") from None
     except TimeoutError:
         raise ControlError(f"{where} did not answer within {timeout:g} s") from None
-    except ConnectionRefusedError:
-        raise ControlError(f"{where} is not running (nothing listens there)") from None
-    except ssl.SSLError as exc:
-        raise ControlError(f"{where} refused the connection: {tls.describe_ssl_error(exc)}") from None
-    except OSError as exc:
-        raise ControlError(f"{where} is unreachable: {describe_os_error(exc)}") from None
-    finally:
-        if writer is not None:
-            writer.close()
+    except Unreachable as exc:
+        if exc.refused:
+            raise ControlError(f"{where} is not running (nothing listens there)") from None
+        if exc.tls:
+            raise ControlError(f"{where} refused the connection: {exc}") from None
+        raise ControlError(f"{where} is unreachable: {exc}") from None
     if frame is None or frame.type is not FrameType.ANSWER:
         raise ControlError(f"{where} closed the connection without answering")
     try:
@@ -90,3 +89,25 @@ def _refusal(where: str, exc: HandshakeError) -> str:
     if exc.reason is Reason.NAME_MODE_MISMATCH:
         return f"{where} refused the connection: short and long names do not mix ({exc.detail})"
     return f"{where} refused the connection: {exc}"
+
+
+async def answer(peer: Peer, nodes: Callable[[], list[str]], timeout: float) -> None:
+    """The node's half: a hidden peer asks one question within ``timeout``, gets one answer,
+    and is closed. ``nodes()``: this node's name, then the names of its up peers."""
+    try:
+        async with asyncio.timeout(timeout):
+            frame = await peer.receive()
+        if frame is not None and frame.type is FrameType.QUERY:
+            question = decode_json(frame)
+            if question == {"query": "ping"}:
+                reply: dict[str, object] = {"result": "pong"}
+            elif question == {"query": "nodes"}:
+                reply = {"result": nodes()}
+            else:
+                reply = {"error": "unknown query"}
+            peer.finish(encode_json(FrameType.ANSWER, reply))
+            log.debug("answered %s for %s", json.dumps(question), peer.name)
+    except (FrameError, TimeoutError) as exc:
+        log.debug("control connection from %s ended: %s", peer.name, exc)
+    finally:
+        peer.finish()

@@ -8,7 +8,8 @@ of its name (``gossipy@ws1`` -> ``ws1``, resolved when dialed; ``gossipy@127.0.0
 
 from __future__ import annotations
 
-from server.settings import Distribution
+from ..nodename import NodeName
+from ..settings import Distribution
 
 
 def configured_nodes(distribution: Distribution) -> list[str]:
@@ -20,8 +21,7 @@ def configured_nodes(distribution: Distribution) -> list[str]:
 
 def address(name: str, distribution: Distribution) -> tuple[str, int]:
     """The host and port to dial for node ``name``."""
-    host = name.partition("@")[2]
-    return host, distribution.port
+    return NodeName.parse(name).host, distribution.port
 
 
 def own_address(distribution: Distribution) -> str | None:

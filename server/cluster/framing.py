@@ -12,7 +12,7 @@ import struct
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from server import strictjson
+from .. import strictjson
 
 _PREFIX = struct.Struct(">I")
 PREFIX_SIZE = _PREFIX.size

@@ -28,10 +28,11 @@ import secrets
 from dataclasses import dataclass
 from enum import Enum
 from hashlib import sha256
-from typing import Any
+from typing import Any, TypeVar
 
-from server.cluster.framing import Frame, FrameError, FrameType, decode_json, encode_json
-from server.settings import Cookie, SettingsError, check_node_name, is_long_name
+from ..nodename import NodeName, NodeNameError, kind
+from ..settings import Cookie
+from .framing import Frame, FrameError, FrameType, decode_json, encode_json
 
 # The lowest and highest protocol versions this code speaks.
 VERSIONS = (1, 1)
@@ -40,6 +41,8 @@ _HEX_CHALLENGE = re.compile(rf"^[0-9a-f]{{{2 * CHALLENGE_BYTES}}}$")
 _HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _MAX_NAME = 255
 _MAX_CREATION = 2**32
+# _get returns a field as the type it checked it to be.
+_Field = TypeVar("_Field")
 
 
 class Reason(str, Enum):
@@ -126,7 +129,7 @@ def _fields(frame: Frame, expected: FrameType) -> dict[str, Any]:
     return value
 
 
-def _get(fields: dict[str, Any], key: str, kind: type, frame_type: FrameType) -> Any:
+def _get(fields: dict[str, Any], key: str, kind: type[_Field], frame_type: FrameType) -> _Field:
     value = fields.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise HandshakeError(Reason.MALFORMED, f"{frame_type.name}.{key} is missing or not a {kind.__name__}")
@@ -142,16 +145,15 @@ def _hex(fields: dict[str, Any], key: str, pattern: re.Pattern[str], frame_type:
 
 def _name(fields: dict[str, Any], frame_type: FrameType, longnames: bool) -> str:
     name = _get(fields, "name", str, frame_type)
-    long = is_long_name(name)
     try:
-        if len(name) > _MAX_NAME:
-            raise SettingsError("too long")
-        check_node_name(name, long, "peer")
-    except SettingsError:
-        raise HandshakeError(Reason.MALFORMED, f"{frame_type.name}.name is not a node name") from None
+        long = NodeName.parse(name).long if len(name) <= _MAX_NAME else None
+    except NodeNameError:
+        long = None
+    if long is None:
+        raise HandshakeError(Reason.MALFORMED, f"{frame_type.name}.name is not a node name")
     if long != longnames:
-        ours, theirs = ("long", "short") if longnames else ("short", "long")
-        raise HandshakeError(Reason.NAME_MODE_MISMATCH, f"{name} is a {theirs} name; this node uses {ours} names")
+        raise HandshakeError(Reason.NAME_MODE_MISMATCH, f"{name} is a {kind(long)} name; this node uses "
+                                                        f"{kind(longnames)} names")
     return name
 
 

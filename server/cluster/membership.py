@@ -18,30 +18,33 @@ keeps the mesh full, and says in the log when a node comes up or goes down.
   exponential backoff, so a restarted node or a healed partition re-forms the mesh by itself.
   A member that left cleanly and is not configured is no longer wanted; one that was only
   seen is forgotten after ``FORGET_AFTER`` seconds down.
+
+Each connection is a :class:`~.peer.Peer`. An incoming one passes :mod:`.admission` before its
+handshake starts; a hidden one (a ``ping``/``nodes`` asker) is handed to :func:`.control.answer`
+once it has proved the cookie.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-import ssl
 import time
-from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from server.cluster import discovery, tls
-from server.cluster.framing import Frame, FrameDecoder, FrameError, FrameType, decode_json, encode, encode_json
-from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
-from server.cluster.peer import MAX_QUEUE, Peer, describe_os_error, read_frame, run_handshake
-from server.settings import Distribution, SettingsError, check_node_name
+from ..nodename import NodeName, NodeNameError
+from ..settings import Distribution
+from . import control, discovery, tls
+from .admission import Admission, Throttle, Verdict
+from .framing import Frame, FrameError, FrameType, decode_json, encode, encode_json
+from .handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
+from .peer import MAX_QUEUE, Peer, Unreachable, dial
 
 log = logging.getLogger("gossipy.cluster.membership")
 
-# Connect plus handshake. Erlang's net_setuptime is 7 s; nodes on one LAN answer in
-# milliseconds, and a stalled stranger should not hold a slot for long.
+# Connect plus handshake, a little under Erlang's net_setuptime (7 s): a stalled stranger
+# should not hold a handshake slot for long.
 HANDSHAKE_TIMEOUT = 5.0
 # Redial delays: 0.1, 0.2, 0.4 ... then every 3 s (each jittered to 50-100 %), so a restarted
 # node or a healed partition is back within about 3 s, while a node that is gone for good
@@ -49,57 +52,15 @@ HANDSHAKE_TIMEOUT = 5.0
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 3.0
 FORGET_AFTER = 600.0
-# Incoming handshakes in progress at once: a flood of idle connections cannot use up the node.
-MAX_HANDSHAKES = 128
-# Of those, from one address: a node dials a peer once at a time (plus a control query or
-# two), so more is a flood, which must not take the slots every other node needs.
-MAX_HANDSHAKES_PER_ADDRESS = 8
 LEAVE_TIMEOUT = 2.0
 MAX_MEMBERS = 10_000
-# Failed handshakes from one address within the window after which it is refused at once.
-THROTTLE_LIMIT = 5
-THROTTLE_WINDOW = 10.0
+# The failed handshakes that count against an address in admission's throttle.
 _COUNTED = frozenset({Reason.BAD_COOKIE, Reason.MALFORMED, Reason.TIMEOUT, Reason.BAD_VERSION,
                       Reason.NAME_MODE_MISMATCH})
 
 
 class BootError(Exception):
     """The node cannot start: its port is taken, or sync_nodes_mandatory were not reached."""
-
-
-class Throttle:
-    """Counts failed handshakes per address; one that fails too often is refused at once
-    until its failures age out of the window."""
-
-    def __init__(self, limit: int = THROTTLE_LIMIT, window: float = THROTTLE_WINDOW) -> None:
-        self._limit = limit
-        self._window = window
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        failures = self._failures.get(address)
-        if failures is None:
-            return False
-        self._expire(failures, time.monotonic())
-        return len(failures) >= self._limit
-
-    def failed(self, address: str) -> bool:
-        """Records a failure; True if this one starts the address's block (log it once)."""
-        now = time.monotonic()
-        if len(self._failures) > 1024:
-            self._forget_old(now)
-        failures = self._failures.setdefault(address, deque())
-        self._expire(failures, now)
-        failures.append(now)
-        return len(failures) == self._limit
-
-    def _expire(self, failures: deque[float], now: float) -> None:
-        while failures and now - failures[0] > self._window:
-            failures.popleft()
-
-    def _forget_old(self, now: float) -> None:
-        for address in [a for a, f in self._failures.items() if not f or now - f[-1] > self._window]:
-            del self._failures[address]
 
 
 @dataclass(eq=False)
@@ -132,7 +93,7 @@ class Node:
         self._handshake_timeout = handshake_timeout
         self._max_queue = max_queue
         self._backoff = backoff
-        self._throttle = throttle or Throttle()
+        self._admission = Admission(throttle)
         # Dial from the address we listen on, so peers (and their logs and throttle) see
         # 127.0.0.2 as 127.0.0.2, not as whatever the routing table picks.
         own = discovery.own_address(distribution)
@@ -141,10 +102,8 @@ class Node:
         self._stopping = False
         self._up: dict[str, Peer] = {}
         self._dialing: set[str] = set()
-        self._accepting: dict[str, Acceptor] = {}
+        self._accepting: dict[str, Peer] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._handshaking_from: Counter[str] = Counter()
-        self._saturated = False
         self._wanted: dict[str, _Want] = {}
         self._up_changed = asyncio.Event()
         self._receiver: Callable[[str, bytes], None] | None = None
@@ -162,10 +121,11 @@ class Node:
             except tls.TlsError as exc:
                 raise BootError(f"{self.name}: {exc}") from None
         try:
-            # With TLS, asyncio completes the TLS handshake before _accept (within the same
+            # With TLS, asyncio completes the TLS handshake before _connected (within the same
             # timeout); a stranger who fails it is dropped without a word, as by any TLS server.
-            self._server = await asyncio.start_server(
-                self._accept, host, port, **self._tls_options(server_side=True))
+            self._server = await asyncio.get_running_loop().create_server(
+                self._connection, host, port, ssl=self._tls.server if self._tls else None,
+                ssl_handshake_timeout=self._handshake_timeout if self._tls else None)
         except OSError as exc:
             raise BootError(f"{self.name}: cannot listen for peer nodes on {host}:{port}: "
                             f"{exc.strerror or exc}") from None
@@ -189,15 +149,6 @@ class Node:
         if self._server is not None:
             await self._server.wait_closed()
         log.info("%s left the cluster", self.name)
-
-    def _tls_options(self, server_side: bool = False, server_hostname: str | None = None) -> dict[str, object]:
-        """asyncio's keyword arguments for a TLS listener or dialer; none without node.tls."""
-        if self._tls is None:
-            return {}
-        if server_side:
-            return {"ssl": self._tls.server, "ssl_handshake_timeout": self._handshake_timeout}
-        return {"ssl": self._tls.client, "server_hostname": server_hostname,
-                "ssl_handshake_timeout": self._handshake_timeout}
 
     def connected_nodes(self) -> list[str]:
         """The names of the peer nodes that are up, sorted."""
@@ -287,42 +238,22 @@ class Node:
     async def _dial(self, want: _Want) -> bool:
         name = want.name
         host, port = discovery.address(name, self._dist)
-        writer: asyncio.StreamWriter | None = None
         self._dialing.add(name)
         try:
-            async with asyncio.timeout(self._handshake_timeout):
-                reader, writer = await asyncio.open_connection(host, port, local_addr=self._source,
-                                                               **self._tls_options(server_hostname=host))
-                hs = Initiator(self._me, self._cookie, expect=name)
-                hs.send_name()
-                decoder = FrameDecoder()
-                info, early = await run_handshake(hs, reader, writer, decoder)
+            peer = await dial(host, port, Initiator(self._me, self._cookie, expect=name),
+                              timeout=self._handshake_timeout, contexts=self._tls, local_addr=self._source)
         except HandshakeError as exc:
             failure = f"{'refused by the peer' if exc.by_peer else 'refused'}: {exc}"
             # A lost tie is routine; a refusal means a misconfigured cluster.
             level = logging.DEBUG if exc.reason is Reason.SIMULTANEOUS else logging.WARNING
-            # close(), not abort(): the peer should read why we refused it.
-            assert writer is not None
-            writer.close()
-        except ssl.SSLError as exc:
-            # The certificates or node.tls do not match: a misconfigured cluster.
-            failure, level = tls.describe_ssl_error(exc), logging.WARNING
-            if writer is not None:
-                writer.transport.abort()
-        except OSError as exc:
-            # TimeoutError is an OSError too: the connect or the handshake took too long.
-            failure = (f"no complete handshake within {self._handshake_timeout:g} s" if isinstance(exc, TimeoutError)
-                       else f"unreachable ({describe_os_error(exc)})")
-            # Not running (yet, or any more) is routine while nodes start and stop.
-            level = logging.INFO
-            if writer is not None:
-                writer.transport.abort()
-        except asyncio.CancelledError:
-            if writer is not None:
-                writer.transport.abort()
-            raise
+        except Unreachable as exc:
+            # TLS that does not match is a misconfigured cluster; a node that is not running
+            # (yet, or any more) is routine while nodes start and stop.
+            failure, level = (str(exc), logging.WARNING) if exc.tls else (f"unreachable ({exc})", logging.INFO)
+        except TimeoutError:
+            failure, level = f"no complete handshake within {self._handshake_timeout:g} s", logging.INFO
         else:
-            self._peer_up(info, reader, writer, decoder, early, "dialed")
+            self._peer_up(peer, "dialed")
             return True
         finally:
             self._dialing.discard(name)
@@ -334,150 +265,107 @@ class Node:
 
     # ---- incoming connections ------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
+    def _connection(self) -> Peer:
+        return Peer(Acceptor(self._me, self._cookie), decide=self._admit, on_connected=self._connected)
+
+    def _connected(self, peer: Peer) -> None:
+        peername = peer.extra("peername")
         if not peername:  # reset before asyncio could ask for its address: nothing to refuse
-            writer.transport.abort()
+            peer.close("reset at once")
             return
-        address = f"{peername[0]}:{peername[1]}"
-        if self._stopping or self._throttle.blocked(peername[0]):
-            writer.write(encode_json(FrameType.REFUSE, {"reason": Reason.NOT_ALLOWED.value}))
-            writer.close()
-            return
-        if len(self._handshakes) >= MAX_HANDSHAKES:
-            # One line per flood, not one per connection of it.
-            log.log(logging.DEBUG if self._saturated else logging.WARNING,
-                    "refused connection from %s: %d handshakes already in progress", address, MAX_HANDSHAKES)
-            self._saturated = True
-            writer.transport.abort()
-            return
-        self._saturated = False
         host = peername[0]
-        if self._handshaking_from[host] >= MAX_HANDSHAKES_PER_ADDRESS:
-            # Counted as a failure, so a flood is throttled (and logged) as a whole.
-            log.debug("refused connection from %s: %d handshakes from it already in progress",
-                      address, MAX_HANDSHAKES_PER_ADDRESS)
-            self._throttle_failure(host)
-            writer.write(encode_json(FrameType.REFUSE, {"reason": Reason.NOT_ALLOWED.value}))
-            writer.close()
-            return
+        verdict = Verdict.REFUSE if self._stopping else self._admission.admit(host, peer.address)
+        if verdict is Verdict.DROP:
+            peer.close("too many handshakes in progress")
+        elif verdict is Verdict.REFUSE:
+            peer.refuse(Reason.NOT_ALLOWED, "not admitted")
+        else:
+            task = asyncio.create_task(self._accept(peer, host), name=f"accept {peer.address}")
+            self._handshakes.add(task)
+
+    async def _accept(self, peer: Peer, host: str) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._handshakes.add(task)
-        self._handshaking_from[host] += 1
-        hs = Acceptor(self._me, self._cookie)
-        decoder = FrameDecoder()
         try:
             async with asyncio.timeout(self._handshake_timeout):
-                info, early = await run_handshake(hs, reader, writer, decoder,
-                                                  lambda claim: self._admit(claim, hs, writer))
+                info = await peer.handshaken
         except HandshakeError as exc:
-            self._refused(address, peername[0], hs.peer, exc)
-            # close(), not abort(): the peer should read why it was refused.
-            writer.close()
+            self._refused(peer, host, exc)
             return
         except TimeoutError:
-            self._refused(address, peername[0], hs.peer, HandshakeError(
+            self._refused(peer, host, HandshakeError(
                 Reason.TIMEOUT, f"no complete handshake within {self._handshake_timeout:g} s "
-                                f"(stalled in {hs.state.value})"))
-            writer.transport.abort()
+                                f"(stalled in {peer.handshake.state.value})"))
+            peer.close("handshake timeout")
             return
         except BaseException:
-            writer.transport.abort()
+            peer.close("this node is stopping")
             raise
         finally:
             self._handshakes.discard(task)
-            self._handshaking_from[host] -= 1
-            if not self._handshaking_from[host]:
-                del self._handshaking_from[host]
-            if hs.peer is not None and self._accepting.get(hs.peer.name) is hs:
-                del self._accepting[hs.peer.name]
-                self._nudge(hs.peer.name)
+            self._admission.finished(host)
+            claim = peer.handshake.peer
+            if claim is not None and self._accepting.get(claim.name) is peer:
+                del self._accepting[claim.name]
+                self._nudge(claim.name)
         if info.hidden:
-            await self._answer_query(info, reader, writer, decoder, early)
+            await control.answer(peer, lambda: [self.name] + self.connected_nodes(), self._handshake_timeout)
         else:
-            self._peer_up(info, reader, writer, decoder, early, "accepted")
+            self._peer_up(peer, "accepted")
 
-    def _admit(self, claim: PeerInfo, hs: Acceptor, writer: asyncio.StreamWriter) -> Reason | None:
+    def _admit(self, peer: Peer, claim: PeerInfo) -> Reason | None:
         if self._stopping:
             return Reason.NOT_ALLOWED
         host, _ = discovery.address(claim.name, self._dist)
-        if self._tls is not None and not tls.names_host(writer.get_extra_info("peercert"), host):
-            raise hs.abort(HandshakeError(Reason.NOT_ALLOWED, f"its certificate does not name {host}, the "
-                                                              f"host of the name it claims"))
+        if self._tls is not None and not tls.names_host(peer.extra("peercert"), host):
+            raise HandshakeError(Reason.NOT_ALLOWED, f"its certificate does not name {host}, the "
+                                                     f"host of the name it claims")
         if claim.hidden:
             return None
         name = claim.name
         if name == self.name:
             return Reason.DUPLICATE_NAME
         current = self._up[name].info if name in self._up else (
-            self._accepting[name].peer if name in self._accepting else None)
+            self._accepting[name].handshake.peer if name in self._accepting else None)
         if current is not None:
             return Reason.SIMULTANEOUS if current.creation == claim.creation else Reason.DUPLICATE_NAME
         if name in self._dialing and self.name < name:
             return Reason.SIMULTANEOUS
-        self._accepting[name] = hs
+        self._accepting[name] = peer
         return None
 
-    def _refused(self, address: str, host: str, claim: PeerInfo | None, exc: HandshakeError) -> None:
-        who = f"{address} (claims {claim.name})" if claim else address
+    def _refused(self, peer: Peer, host: str, exc: HandshakeError) -> None:
+        claim = peer.handshake.peer
+        who = f"{peer.address} (claims {claim.name})" if claim else peer.address
         if exc.reason is Reason.SIMULTANEOUS or (exc.reason is Reason.CLOSED and claim is None):
             log.debug("connection from %s ended: %s", who, exc)
-        elif self._throttle.blocked(host):  # its throttling was logged; not each of its failures
+        elif self._admission.blocked(host):  # its throttling was logged; not each of its failures
             log.debug("refused connection from %s (throttled): %s", who, exc)
         elif exc.by_peer:
             log.warning("connection from %s failed: it refused us: %s", who, exc.reason.value)
         else:
             log.warning("refused connection from %s: %s", who, exc)
         if exc.reason in _COUNTED:
-            self._throttle_failure(host)
-
-    def _throttle_failure(self, host: str) -> None:
-        if self._throttle.failed(host):
-            log.warning("throttling %s: %d failed handshakes within %g s; refusing its connections until "
-                        "they age out", host, THROTTLE_LIMIT, THROTTLE_WINDOW)
-
-    async def _answer_query(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            decoder: FrameDecoder, early: list[Frame]) -> None:
-        """A hidden (control) connection asks one question, gets one answer, and is closed."""
-        try:
-            async with asyncio.timeout(self._handshake_timeout):
-                frame = await read_frame(reader, decoder, early)
-                if frame is not None and frame.type is FrameType.QUERY:
-                    question = decode_json(frame)
-                    if question == {"query": "ping"}:
-                        answer: dict[str, object] = {"result": "pong"}
-                    elif question == {"query": "nodes"}:
-                        answer = {"result": [self.name] + self.connected_nodes()}
-                    else:
-                        answer = {"error": "unknown query"}
-                    writer.write(encode_json(FrameType.ANSWER, answer))
-                    await writer.drain()
-                    log.debug("answered %s for %s", json.dumps(question), info.name)
-        except (FrameError, TimeoutError, OSError) as exc:
-            log.debug("control connection from %s ended: %s", info.name, exc)
-        finally:
-            writer.close()
+            self._admission.failed(host)
 
     # ---- up and down ---------------------------------------------------------------------
 
-    def _peer_up(self, info: PeerInfo, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 decoder: FrameDecoder, early: list[Frame], how: str) -> None:
+    def _peer_up(self, peer: Peer, how: str) -> None:
+        info = peer.info
         if self._stopping:
-            writer.transport.abort()
+            peer.close("this node is stopping")
             return
         if info.name in self._up:
             # The table's rules make this unreachable; keep the invariant anyway.
             log.warning("closing a second stream to %s (%s)", info.name, how)
-            writer.transport.abort()
+            peer.close("a second stream")
             return
-        peer = Peer(info, writer, decoder, ticktime=self._dist.net_ticktime, max_queue=self._max_queue,
-                    on_frame=self._on_frame, on_down=self._on_down)
         self._up[info.name] = peer
         want = self._want(info.name, configured=False)
         want.last_failure = None
         log.info("node up: %s at %s (%s)", info.name, peer.address, how)
-        peer.start(reader, early)
+        peer.start(ticktime=self._dist.net_ticktime, max_queue=self._max_queue,
+                   on_frame=self._on_frame, on_down=self._on_down)
         peer.send(encode_json(FrameType.MEMBERS, {"nodes": [n for n in self._up if n != info.name]}))
         self._up_changed.set()
         want.changed.set()
@@ -521,10 +409,9 @@ class Node:
         if not isinstance(name, str):
             return False
         try:
-            check_node_name(name, self._dist.longnames, "member")
-        except SettingsError:
+            return NodeName.parse(name).long == self._dist.longnames
+        except NodeNameError:
             return False
-        return True
 
     def _nudge(self, name: str) -> None:
         want = self._wanted.get(name)

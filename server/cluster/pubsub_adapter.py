@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from server import strictjson
-from server.cluster.framing import FrameError
-from server.cluster.membership import Node
-from server.pubsub import Broadcast, PubSub
+from .. import strictjson
+from ..pubsub import Broadcast, PubSub
+from .framing import FrameError
+from .membership import Node
 
 log = logging.getLogger("gossipy.cluster.pubsub")
 

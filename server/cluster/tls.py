@@ -18,7 +18,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from server.settings import Tls
+from ..settings import Tls
 
 
 class TlsError(Exception):

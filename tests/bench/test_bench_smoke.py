@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 
 from bench import loadgen, report, run, steps, systems
+
 from support.requirements import need
 
 CLIENTS = 40

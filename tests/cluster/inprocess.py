@@ -3,7 +3,8 @@
 ``nodes = Nodes(port)``; ``a = nodes.node(2, sync=[3])`` makes gossipy@127.0.0.2 listing
 gossipy@127.0.0.3, with a real PubSub and a recording subscriber on room:1; ``async with
 nodes:`` stops every node at the end. ``connect_as(...)`` is a hand-driven peer (the real
-Initiator over a raw stream) for tests that need a peer which misbehaves after the handshake.
+Initiator over a raw stream, see ``by_hand``) for tests that need a peer which misbehaves
+after the handshake.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import dataclasses
 from typing import Any, Iterable
 
 from server.cluster import ClusterAdapter, Node
-from server.cluster.framing import Frame, FrameDecoder
-from server.cluster.handshake import Identity, Initiator, new_creation
-from server.cluster.peer import run_handshake
+from server.cluster.framing import MAX_FRAME, Frame, FrameDecoder
+from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State, new_creation
 from server.pubsub import Broadcast, PubSub
 from server.settings import Cookie, Distribution
+
 from support.node_processes import address
 from support.node_processes import node_name as name
 from support.server_process import free_port
@@ -95,6 +96,27 @@ class Nodes:
         await asyncio.gather(*(node.stop() for node in self.made))
 
 
+async def by_hand(hs: Initiator | Acceptor, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> list[Frame]:
+    """Runs a real handshake over raw streams, for a test's side that then writes what it likes
+    (an acceptor lets any claim in); returns the frames read after its last one. Raises
+    HandshakeError."""
+    decoder = FrameDecoder(MAX_FRAME)  # no need to guard a test's side against the node
+    frames: list[Frame] = []
+    writer.write(hs.data_to_send())
+    while hs.state is not State.UP:
+        if not frames:
+            data = await reader.read(64 * 1024)
+            if not data:
+                raise HandshakeError(Reason.CLOSED, f"the node closed the connection in {hs.state.value}")
+            frames = decoder.receive_data(data)
+            continue
+        hs.receive_frame(frames.pop(0))
+        if isinstance(hs, Acceptor) and hs.state is State.SEND_STATUS:
+            hs.answer(None)
+        writer.write(hs.data_to_send())
+    return frames
+
+
 async def connect_as(me: str, target: int, port: int, cookie: Cookie = COOKIE, source: str | None = None,
                      hidden: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, list[Frame]]:
     """Completes a real handshake with node ``target`` as ``me``; returns the open stream."""
@@ -102,8 +124,7 @@ async def connect_as(me: str, target: int, port: int, cookie: Cookie = COOKIE, s
                                                    local_addr=(source, 0) if source else None)
     hs = Initiator(Identity(me, new_creation(), longnames=True), cookie, expect=name(target), hidden=hidden)
     hs.send_name()
-    _, early = await run_handshake(hs, reader, writer, FrameDecoder())
-    return reader, writer, early
+    return reader, writer, await by_hand(hs, reader, writer)
 
 
 async def start_all(*members: Member) -> None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from server.cluster.framing import FrameType, encode_json
+
 from support.node_processes import COOKIE, NodeProcesses, address, established_streams, node_name
 from support.phoenix_client import TOPIC, PhoenixClient, assert_shout_reaches, join_room
 from support.server_process import run_node

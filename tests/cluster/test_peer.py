@@ -1,10 +1,11 @@
-"""The up session taking a real stream over from the handshake: a real handshake between an
-Initiator and an Acceptor on 127.0.0.1, in the clear and over TLS, then the dialer's side as a
-Peer while the acceptor's side writes raw frames, split and bunched as a test needs.
+"""The up session of a real connection: ``dial`` runs a real handshake with an Acceptor on
+127.0.0.1, in the clear and over TLS, and returns the dialer's side as a Peer whose session is
+not started, while the acceptor's side (raw streams) writes raw frames, split and bunched as a
+test needs.
 
-What the handshake's streams already hold when the session starts (frames decoded with the
-handshake's last frame, half a frame in the decoder, bytes in the StreamReader, an end of
-stream or a reset it saw) must reach the session in order, as if it had read them itself.
+What arrives before the session starts (frames in the same read as the handshake's last frame,
+half a frame, later reads, an end of stream or a reset) must reach the session in order, as if
+it had been started all along.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import struct
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import pytest
 
 from server.cluster import tls
-from server.cluster.framing import Frame, FrameDecoder, FrameType, encode
+from server.cluster.framing import HANDSHAKE_MAX_FRAME, Frame, FrameDecoder, FrameType, encode
 from server.cluster.handshake import Acceptor, Identity, Initiator, new_creation
-from server.cluster.peer import Peer, run_handshake
+from server.cluster.peer import Peer, dial
 from server.settings import Cookie, Tls
+
+from inprocess import by_hand
 from support.certificates import Certificates
 
 COOKIE = Cookie("peer-session-test-cookie-7c21")
@@ -37,21 +40,18 @@ def broadcast(n: int, size: int = 0) -> bytes:
 
 
 class Session:
-    """The dialer's side of a handshaken stream (a Peer once :meth:`start` runs) and the
-    acceptor's streams (``there``)."""
+    """The dialer's side of a handshaken stream (a Peer, its session started by :meth:`start`)
+    and the acceptor's streams (``there``)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, decoder: FrameDecoder,
-                 early: list[Frame], info: Any, there: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        self.reader, self.early = reader, early
+    def __init__(self, peer: Peer, there: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        self.peer = peer
         self.there_reader, self.there = there
         self.got: list[bytes] = []
         self.downs: list[str] = []
-        self.peer = Peer(info, writer, decoder, ticktime=60.0,
-                         on_frame=lambda _, frame: self.got.append(frame.payload),
-                         on_down=lambda _, reason: self.downs.append(reason))
 
     def start(self) -> None:
-        self.peer.start(self.reader, self.early)
+        self.peer.start(ticktime=60.0, on_frame=lambda _, frame: self.got.append(frame.payload),
+                        on_down=lambda _, reason: self.downs.append(reason))
 
     async def wait_for(self, count: int) -> list[bytes]:
         for _ in range(500):
@@ -91,19 +91,14 @@ async def handshaken(contexts: tls.Contexts | None, after_ack: bytes = b"") -> A
         asyncio.get_running_loop().create_future()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await run_handshake(Acceptor(ACCEPTOR, COOKIE), reader, writer, FrameDecoder(), lambda claim: None)
+        await by_hand(Acceptor(ACCEPTOR, COOKIE), reader, writer)
         writer.write(after_ack)
         accepted.set_result((reader, writer))
 
     server = await asyncio.start_server(accept, HOST, 0, ssl=contexts.server if contexts else None)
     port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection(HOST, port, ssl=contexts.client if contexts else None,
-                                                   server_hostname=HOST if contexts else None)
-    hs = Initiator(DIALER, COOKIE, expect=ACCEPTOR.name)
-    hs.send_name()
-    decoder = FrameDecoder()
-    info, early = await run_handshake(hs, reader, writer, decoder)
-    session = Session(reader, writer, decoder, early, info, await accepted)
+    peer = await dial(HOST, port, Initiator(DIALER, COOKIE, expect=ACCEPTOR.name), timeout=5.0, contexts=contexts)
+    session = Session(peer, await accepted)
     try:
         yield session
     finally:
@@ -113,13 +108,18 @@ async def handshaken(contexts: tls.Contexts | None, after_ack: bytes = b"") -> A
         await server.wait_closed()
 
 
-async def test_every_byte_the_handshake_read_or_buffered_reaches_the_session_in_order(contexts) -> None:
+async def test_every_byte_read_before_the_session_started_reaches_it_in_order(
+        contexts, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[bytes] = []
+    data_received = Peer.data_received
+    monkeypatch.setattr(Peer, "data_received", lambda peer, data: (reads.append(data), data_received(peer, data))[1])
     third = broadcast(3)
-    async with handshaken(contexts, after_ack=broadcast(1) + broadcast(2) + third[:3]) as s:
+    after_ack = broadcast(1) + broadcast(2) + third[:3]
+    async with handshaken(contexts, after_ack=after_ack) as s:
         if contexts is None:  # in the clear, the handshake's last read held two and a half frames
-            assert [frame.payload for frame in s.early] == [b"1", b"2"]
+            assert [r for r in reads if r.endswith(after_ack) and len(r) > len(after_ack)], reads
         s.there.write(third[3:] + broadcast(4))
-        await asyncio.sleep(0.05)  # read into the StreamReader's buffer: the session has not started
+        await asyncio.sleep(0.05)  # read and held: the session has not started
         s.start()
         assert await s.wait_for(4) == [b"1", b"2", b"3", b"4"]
         fifth = broadcast(5, size=100)
@@ -135,9 +135,8 @@ async def test_every_byte_the_handshake_read_or_buffered_reaches_the_session_in_
         assert await s.wait_down() == ["the connection was closed"]
 
 
-async def test_a_backlog_that_paused_the_streamreader_is_read_on(contexts) -> None:
+async def test_a_backlog_of_many_reads_before_the_session_started_is_read_on(contexts) -> None:
     async with handshaken(contexts) as s:
-        # Over twice the StreamReader's 64 KiB limit: it stops reading from the transport.
         s.there.write(b"".join(broadcast(n, size=1000) for n in range(400)))
         await asyncio.sleep(0.1)
         s.start()
@@ -154,6 +153,13 @@ async def test_an_end_of_stream_before_the_session_starts_comes_after_the_frames
         s.start()
         assert await s.wait_for(2) == [b"1", b"2"]
         assert await s.wait_down() == ["the connection was closed"]
+
+
+async def test_a_frame_past_the_handshake_limit_may_come_in_the_handshakes_last_read(contexts) -> None:
+    async with handshaken(contexts, after_ack=broadcast(1, size=HANDSHAKE_MAX_FRAME) + broadcast(2)) as s:
+        s.start()
+        assert await s.wait_for(2) == [b"1", b"2"]
+        assert s.downs == []
 
 
 @pytest.mark.parametrize("started", [False, True], ids=["before", "after"])

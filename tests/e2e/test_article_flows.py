@@ -18,8 +18,17 @@ import docker
 import pytest
 
 from support import e2e_harness
-from support.e2e_harness import (HOST_PORTS, Cluster, ReleaseTree, assert_disconnected, chat_between, close_all,
-                                 cluster_view, log, node)
+from support.e2e_harness import (
+    HOST_PORTS,
+    Cluster,
+    ReleaseTree,
+    assert_disconnected,
+    chat_between,
+    close_all,
+    cluster_view,
+    log,
+    node,
+)
 from support.phoenix_client import assert_shout_reaches, join_room
 
 pytestmark = pytest.mark.e2e

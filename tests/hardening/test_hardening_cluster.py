@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from server.cluster.membership import BACKOFF_CAP, HANDSHAKE_TIMEOUT
+
 from support.node_processes import COOKIE, NodeProcesses, address, node_name
 from support.phoenix_client import TOPIC, Closed, Frame, PhoenixClient, RawWebSocket, join_room
 from support.server_process import async_wait_until

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from server.channels.serializer import V1, V2
 from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameType
+
 from support import ROOT, fuzz
 
 SAMPLE = settings(max_examples=150)  # deadline and health checks: tests/conftest.py's profile

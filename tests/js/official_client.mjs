@@ -8,25 +8,14 @@
 import {Socket} from "phoenix";
 import WebSocket from "ws";
 
+import {outcome, reporter} from "./steps.mjs";
+
 const [port, host = "127.0.0.1"] = process.argv.slice(2);
 const HEARTBEAT_MS = 200;
 const ROUNDS = 3;
 const seen = {opens: 0, closes: [], errors: 0, heartbeat_replies: 0};
 
-function finish(code, problem) {
-  if (problem) seen.problem = problem;
-  process.stdout.write(JSON.stringify(seen) + "\n");
-  process.exit(code);
-}
-setTimeout(() => finish(1, "timed out"), 15000).unref();
-
-// Push outcome as a value: {status, response} or {status: "timeout"}.
-function outcome(push) {
-  return new Promise(resolve => push
-    .receive("ok", response => resolve({status: "ok", response}))
-    .receive("error", response => resolve({status: "error", response}))
-    .receive("timeout", () => resolve({status: "timeout"})));
-}
+const finish = reporter(seen);
 
 function until(condition, what, ms = 5000) {
   return new Promise((resolve, reject) => {

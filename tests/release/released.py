@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from release.project import read_project
+
 from support.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]

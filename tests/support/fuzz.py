@@ -36,16 +36,16 @@ import sys
 import tempfile
 import time
 import traceback
+from itertools import pairwise
 from typing import Any, Callable, NamedTuple
 
 from server import chat
 from server.channels import rfc6455
 from server.channels import serializer as wire
+from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame
 from server.channels.serializer import V1, V2, DecodeError, Message
 from server.channels.socket import PhoenixSocket, Router
-from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame
-from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError,
-                                    FrameType, encode)
+from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode
 from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State
 from server.cluster.pubsub_adapter import ClusterAdapter
 from server.pubsub import PubSub
@@ -161,7 +161,7 @@ def _socket_run(vsn: str, frames: list[str | bytes]) -> bool:
         for data in frames:
             phoenix_socket.receive(data)
             if transport.closed is not None:
-                if transport.closed != 1011:
+                if transport.closed != rfc6455.CloseCode.SERVER_ERROR:
                     raise Crash(f"closed with {transport.closed}")
                 return False
     finally:
@@ -183,7 +183,7 @@ def frame_decoder_target(case: tuple[int, bytes, list[int]]) -> bool:
     got: list[Frame] = []
     points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
     try:
-        for a, b in zip(points, points[1:]):
+        for a, b in pairwise(points):
             got.extend(decoder.receive_data(data[a:b]))
     except FrameError:
         if expected is not None:
@@ -192,7 +192,7 @@ def frame_decoder_target(case: tuple[int, bytes, list[int]]) -> bool:
             decoder.receive_data(encode(FrameType.TICK))
         except FrameError:
             return False
-        raise Crash("accepted more bytes after a FrameError")
+        raise Crash("accepted more bytes after a FrameError") from None
     if expected is None:
         raise Crash("accepted bytes cut in pieces that it refused whole")
     if got != expected:
@@ -274,7 +274,7 @@ def handshake_pair_target(case: tuple[int, int]) -> bool:
     return False
 
 
-_WS_CODES = {rfc6455.PROTOCOL_ERROR, rfc6455.INVALID_DATA, rfc6455.TOO_BIG}
+_WS_CODES = {rfc6455.CloseCode.PROTOCOL_ERROR, rfc6455.CloseCode.INVALID_DATA, rfc6455.CloseCode.TOO_BIG}
 
 
 def _ws_messages(reader: MessageReader, chunks: list[bytes]) -> tuple[list[tuple[int, str | bytes]], int | None]:
@@ -304,13 +304,13 @@ def websocket_target(case: tuple[int, bytes, list[int]]) -> bool:
     max_size, data, cuts = case
     expected, expected_code = _ws_messages(MessageReader(max_size), [data])
     points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
-    got, code = _ws_messages(MessageReader(max_size), [data[a:b] for a, b in zip(points, points[1:])])
+    got, code = _ws_messages(MessageReader(max_size), [data[a:b] for a, b in pairwise(points)])
     if code != expected_code:
         raise Crash(f"refused with {code} in pieces and with {expected_code} whole")
     if expected_code is None and got != expected:
         raise Crash("different messages depending on where the bytes were cut")
     for opcode, payload in got:
-        if opcode == rfc6455.TEXT:
+        if opcode == rfc6455.Opcode.TEXT:
             if not isinstance(payload, str):
                 raise Crash(f"a text message as {type(payload).__name__}")
             if len(payload.encode()) > max_size:  # (a lone surrogate would raise here)
@@ -318,14 +318,14 @@ def websocket_target(case: tuple[int, bytes, list[int]]) -> bool:
             text_frame(payload)
         elif not isinstance(payload, bytes):
             raise Crash(f"opcode {opcode:#x} with a {type(payload).__name__} payload")
-        elif opcode == rfc6455.BINARY:
+        elif opcode == rfc6455.Opcode.BINARY:
             if len(payload) > max_size:
                 raise Crash(f"a binary message of {len(payload)} bytes")
-        elif opcode not in (rfc6455.CLOSE, rfc6455.PING, rfc6455.PONG) or len(payload) > 125:
+        elif opcode not in (rfc6455.Opcode.CLOSE, rfc6455.Opcode.PING, rfc6455.Opcode.PONG) or len(payload) > 125:
             raise Crash(f"a control frame of opcode {opcode:#x} and {len(payload)} bytes")
-        elif opcode == rfc6455.PING:
+        elif opcode == rfc6455.Opcode.PING:
             rfc6455.pong_frame(payload)
-        elif opcode == rfc6455.CLOSE:
+        elif opcode == rfc6455.Opcode.CLOSE:
             _ws_close(payload)
     return code is None
 
@@ -335,7 +335,7 @@ def _ws_close(payload: bytes) -> None:
     refused with a close the client can parse (a code and a UTF-8 reason, within 125 bytes)."""
     try:
         code, _ = rfc6455.parse_close(payload)
-        answer = rfc6455.close_frame(code) if code != 1005 else b"\x88\x00"
+        answer = rfc6455.close_frame(code)
     except ProtocolViolation as exc:
         if exc.code not in _WS_CODES:
             raise Crash(f"a close refused with close code {exc.code}") from None
@@ -593,7 +593,7 @@ class Gen:
     def ws_payload(self, opcode: int) -> bytes:
         r = self.r
         k = r.random()
-        if opcode == rfc6455.CLOSE and k < 0.7:
+        if opcode == rfc6455.Opcode.CLOSE and k < 0.7:
             code = r.choice([1000, 1001, 1002, 1007, 1011, 1014, 3000, 4999, 0, 999, 1004, 1005, 1006, 1015, 1016,
                              2999, 5000, 65535])
             return code.to_bytes(2, "big") + self.string().encode("utf-8", "surrogatepass")[:r.choice([123, 200])]
@@ -637,18 +637,18 @@ class Gen:
         out = bytearray()
         for _ in range(r.randrange(0, 6)):
             k = r.random()
-            opcode = r.choice([rfc6455.TEXT, rfc6455.TEXT, rfc6455.BINARY, rfc6455.PING, rfc6455.PONG,
-                               rfc6455.CLOSE]) if k < 0.92 else r.randrange(16)
+            opcode = r.choice([rfc6455.Opcode.TEXT, rfc6455.Opcode.TEXT, rfc6455.Opcode.BINARY, rfc6455.Opcode.PING, rfc6455.Opcode.PONG,
+                               rfc6455.Opcode.CLOSE]) if k < 0.92 else r.randrange(16)
             payload = self.ws_payload(opcode)
-            if opcode in (rfc6455.TEXT, rfc6455.BINARY) and r.random() < 0.4:
+            if opcode in (rfc6455.Opcode.TEXT, rfc6455.Opcode.BINARY) and r.random() < 0.4:
                 cuts = sorted(r.randrange(len(payload) + 1) for _ in range(r.randrange(1, 4)))
-                pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)])]
+                pieces = [payload[a:b] for a, b in pairwise([0, *cuts, len(payload)])]
                 for i, piece in enumerate(pieces):
                     last = i == len(pieces) - 1
-                    out += self.ws_frame(opcode if i == 0 else rfc6455.CONTINUATION, piece,
+                    out += self.ws_frame(opcode if i == 0 else rfc6455.Opcode.CONTINUATION, piece,
                                          fin=last if r.random() < 0.95 else not last)
                     if not last and r.random() < 0.3:
-                        control = r.choice([rfc6455.PING, rfc6455.PONG, rfc6455.CLOSE, rfc6455.TEXT])
+                        control = r.choice([rfc6455.Opcode.PING, rfc6455.Opcode.PONG, rfc6455.Opcode.CLOSE, rfc6455.Opcode.TEXT])
                         out += self.ws_frame(control, self.ws_payload(control), fin=r.random() < 0.95)
             else:
                 out += self.ws_frame(opcode, payload, fin=r.random() < 0.95)

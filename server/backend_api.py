@@ -1,0 +1,205 @@
+"""``POST /api/broadcast``: an application's backend publishes to channel topics over HTTP.
+
+Phoenix's ``Endpoint.broadcast`` for code that is not in the node: a request carries one
+message ``{"topic", "event", "payload"}`` or a batch ``{"messages": [...]}``, and each message
+goes through :meth:`PubSub.broadcast`, so every subscriber on every node gets it once.
+
+The order of checks keeps the node's work for callers that hold the key:
+
+1. an address with too many wrong keys lately: 429 at once, its key not even compared;
+2. the key (``Authorization: Bearer <api.key>``, compared in constant time): else 401;
+3. the declared size (``Content-Length``): 413 before a byte of the body is read, and the
+   bytes as they arrive (a chunked body has no declared size): 413 as soon as they overflow;
+4. the body: 400 with the reason; nothing is broadcast unless every message is valid.
+
+Without ``api.key`` (or ``GOSSIPY_API_KEY``) the route does not exist: 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import tornado.web
+from tornado.http1connection import HTTP1Connection
+
+from . import strictjson
+from .pubsub import Broadcast, PubSub
+from .settings import Api
+
+log = logging.getLogger("gossipy.api")
+
+PATH = "/api/broadcast"
+# Wrong keys from one address in one window before it is refused (429) for the rest of it:
+# ten tries a minute leave a mistyped key easy to fix and a guessed one hopeless.
+MAX_FAILURES = 10
+FAILURE_WINDOW = 60.0
+# Addresses remembered at once; past this the oldest windows are forgotten first, so a flood
+# of addresses costs bounded memory (and each forgotten one is only ever allowed its ten again).
+MAX_ADDRESSES = 10_000
+# Events Phoenix reserves: phoenix.js hands a broadcast of one to the channel's own state
+# machine (a "phx_close" would make every client believe it had left the topic).
+RESERVED_PREFIX = "phx_"
+_FIELDS = ("topic", "event", "payload")
+
+
+class BadRequest(ValueError):
+    """The body is not a broadcast request; the message says why (it is sent back as is)."""
+
+
+def parse(body: bytes | bytearray, max_batch: int) -> list[Broadcast]:
+    """The messages of a request body; BadRequest naming the first fault."""
+    try:
+        data = strictjson.loads(body)
+    except strictjson.NotJSON as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest('expected a JSON object: {"topic", "event", "payload"} or {"messages": [...]}')
+    if "messages" not in data:
+        return [_message(data, "")]
+    if set(data) != {"messages"}:
+        raise BadRequest('a batch has the one key "messages"')
+    batch = data["messages"]
+    if not isinstance(batch, list):
+        raise BadRequest("messages must be an array")
+    if len(batch) > max_batch:
+        raise BadRequest(f"at most {max_batch} messages per request, got {len(batch)}")
+    return [_message(item, f"messages[{i}]: ") for i, item in enumerate(batch)]
+
+
+def _message(item: Any, where: str) -> Broadcast:
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where}a message must be an object")
+    for field in _FIELDS:
+        if field not in item:
+            raise BadRequest(f"{where}missing {field}")
+    if len(item) != len(_FIELDS):
+        raise BadRequest(f"{where}a message has exactly the keys topic, event and payload")
+    topic, event, payload = (item[field] for field in _FIELDS)
+    if not isinstance(topic, str) or not topic:
+        raise BadRequest(f"{where}topic must be a non-empty string")
+    if not isinstance(event, str) or not event:
+        raise BadRequest(f"{where}event must be a non-empty string")
+    if event.startswith(RESERVED_PREFIX):
+        raise BadRequest(f"{where}events starting with {RESERVED_PREFIX} are reserved by Phoenix")
+    if not isinstance(payload, dict):
+        raise BadRequest(f"{where}payload must be an object")
+    return Broadcast(topic, event, payload)
+
+
+class Throttle:
+    """Wrong keys per client address, in fixed windows that start at an address's first
+    failure: after MAX_FAILURES in one window the address is refused until the window ends."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        # address -> (window start, failures); in order of window start, oldest first
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until ``address`` may try a key again; 0 if it may now."""
+        start, failures = self._windows.get(address, (0.0, 0))
+        left = start + FAILURE_WINDOW - self._clock()
+        return left if failures >= MAX_FAILURES and left > 0 else 0.0
+
+    def failed(self, address: str) -> None:
+        now = self._clock()
+        start, failures = self._windows.get(address, (now, 0))
+        if start + FAILURE_WINDOW <= now:  # a new window: to the end of the order
+            del self._windows[address]
+            start, failures = now, 0
+        if address not in self._windows:
+            self._forget_old(now)
+        self._windows[address] = (start, failures + 1)
+        if failures + 1 == MAX_FAILURES:
+            log.warning("refusing %s for %.0f s: %d wrong API keys since %.0f s ago", address,
+                        start + FAILURE_WINDOW - now, MAX_FAILURES, now - start)
+
+    def _forget_old(self, now: float) -> None:
+        """Drops ended windows, and the oldest while the table is full (they come first)."""
+        while self._windows:
+            address, (start, _) = next(iter(self._windows.items()))
+            if len(self._windows) < MAX_ADDRESSES and start + FAILURE_WINDOW > now:
+                return
+            del self._windows[address]
+
+
+@tornado.web.stream_request_body
+class BroadcastHandler(tornado.web.RequestHandler):
+    """Streams the body (so its size is checked before and while it is read, see the module
+    docstring), then broadcasts it."""
+
+    def initialize(self, pubsub: PubSub, api: Api, throttle: Throttle) -> None:
+        self.pubsub = pubsub
+        self.api = api
+        self.throttle = throttle
+        self.body = bytearray()
+
+    def prepare(self) -> None:
+        # Tornado's own check of the node's 4 KiB limit would answer a bare 400, after any
+        # answer of ours: this route's limit is api.max_body, checked here and in data_received.
+        connection = self.request.connection
+        assert isinstance(connection, HTTP1Connection)  # the only kind Tornado's HTTPServer makes
+        connection.set_max_body_size(sys.maxsize)
+        address = self.request.remote_ip or "?"
+        wait = self.throttle.retry_after(address)
+        if wait:
+            self.set_header("Retry-After", str(math.ceil(wait)))
+            self.refuse(429, "too many wrong keys from this address; retry later")
+        elif not self.authorized():
+            self.throttle.failed(address)
+            log.warning("refused a broadcast from %s: %s", address,
+                        "wrong key" if "Authorization" in self.request.headers else "no Authorization header")
+            self.set_header("WWW-Authenticate", 'Bearer realm="gossipy"')
+            self.refuse(401, "expected the header Authorization: Bearer <api.key>")
+        elif self.declared_length() > self.api.max_body:
+            self.refuse(413, f"the body is larger than {self.api.max_body} bytes")
+
+    def authorized(self) -> bool:
+        scheme, _, presented = self.request.headers.get("Authorization", "").partition(" ")
+        key = self.api.key
+        # Header text is latin-1 as Tornado decodes it: back to the bytes the client sent.
+        return (key is not None and scheme.lower() == "bearer"
+                and key.matches(presented.strip().encode("latin-1")))
+
+    def declared_length(self) -> int:
+        """The Content-Length, or 0 where there is none (chunked) or it is malformed (Tornado
+        refuses that itself)."""
+        declared = self.request.headers.get("Content-Length", "")
+        return int(declared) if declared.isdecimal() else 0
+
+    def data_received(self, chunk: bytes) -> None:
+        self.body += chunk
+        if len(self.body) > self.api.max_body:
+            self.refuse(413, f"the body is larger than {self.api.max_body} bytes")
+
+    def post(self) -> None:
+        try:
+            messages = parse(self.body, self.api.max_batch)
+        except BadRequest as exc:
+            self.refuse(400, str(exc))
+            return
+        for message in messages:
+            self.pubsub.broadcast(message)
+        self.finish({"ok": True, "count": len(messages)})
+
+    def refuse(self, status: int, error: str) -> None:
+        """Answers ``{"error": ...}`` at once; a body still arriving is dropped with the
+        connection (Tornado closes it rather than read the rest)."""
+        self.set_status(status)
+        self.finish({"error": error})
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado's own refusals (405 for a GET, 500) in the same JSON shape."""
+        self.finish({"error": self._reason})
+
+
+def routes(pubsub: PubSub, api: Api) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+    """The API's route, or none (404) while no key is configured."""
+    if api.key is None:
+        return []
+    return [(PATH, BroadcastHandler, {"pubsub": pubsub, "api": api, "throttle": Throttle()})]

@@ -1,0 +1,122 @@
+"""Which incoming connections may start a handshake on the distribution port.
+
+A node accepts connections from anyone who can reach the port, before it knows who they are,
+so what a stranger can hold is bounded here:
+
+* at most ``max_handshakes`` handshakes in progress at once, so a flood of idle connections
+  cannot use up the node (connections past it are dropped without a word);
+* of those, at most ``max_per_address`` from one address: a node dials a peer once at a time
+  (plus a control query or two), so more is a flood, which must not take the slots every
+  other node needs; it is refused, and counted as a failure;
+* an address whose handshakes fail too often is refused at once (:class:`Throttle`) until its
+  failures age out of the window. Which failures count is the owner's call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from enum import Enum
+
+log = logging.getLogger("gossipy.cluster.admission")
+
+MAX_HANDSHAKES = 128
+MAX_HANDSHAKES_PER_ADDRESS = 8
+THROTTLE_LIMIT = 5
+THROTTLE_WINDOW = 10.0
+
+
+class Throttle:
+    """Counts failed handshakes per address; one that fails too often is refused at once
+    until its failures age out of the window."""
+
+    def __init__(self, limit: int = THROTTLE_LIMIT, window: float = THROTTLE_WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def blocked(self, address: str) -> bool:
+        failures = self._failures.get(address)
+        if failures is None:
+            return False
+        self._expire(failures, time.monotonic())
+        return len(failures) >= self.limit
+
+    def failed(self, address: str) -> bool:
+        """Records a failure; True if this one starts the address's block (log it once)."""
+        now = time.monotonic()
+        if len(self._failures) > 1024:
+            self._forget_old(now)
+        failures = self._failures.setdefault(address, deque())
+        self._expire(failures, now)
+        failures.append(now)
+        return len(failures) == self.limit
+
+    def _expire(self, failures: deque[float], now: float) -> None:
+        while failures and now - failures[0] > self.window:
+            failures.popleft()
+
+    def _forget_old(self, now: float) -> None:
+        for address in [a for a, f in self._failures.items() if not f or now - f[-1] > self.window]:
+            del self._failures[address]
+
+
+class Verdict(Enum):
+    ADMIT = "admit"
+    # Tell it it is not allowed, and close.
+    REFUSE = "refuse"
+    # Close at once, without a word (the node is saturated).
+    DROP = "drop"
+
+
+class Admission:
+    """The handshakes in progress, per address, and the throttle (see the module docstring)."""
+
+    def __init__(self, throttle: Throttle | None = None, max_handshakes: int = MAX_HANDSHAKES,
+                 max_per_address: int = MAX_HANDSHAKES_PER_ADDRESS) -> None:
+        self.throttle = throttle or Throttle()
+        self._max = max_handshakes
+        self._max_per_address = max_per_address
+        self._from: Counter[str] = Counter()
+        self._saturated = False
+
+    @property
+    def in_progress(self) -> int:
+        return sum(self._from.values())
+
+    def admit(self, host: str, address: str) -> Verdict:
+        """Whether a connection from ``address`` (``host``:port) may start a handshake; an
+        admitted one counts as in progress until :meth:`finished`."""
+        if self.throttle.blocked(host):
+            return Verdict.REFUSE
+        if self.in_progress >= self._max:
+            # One line per flood, not one per connection of it.
+            log.log(logging.DEBUG if self._saturated else logging.WARNING,
+                    "refused connection from %s: %d handshakes already in progress", address, self._max)
+            self._saturated = True
+            return Verdict.DROP
+        self._saturated = False
+        if self._from[host] >= self._max_per_address:
+            # Counted as a failure, so a flood is throttled (and logged) as a whole.
+            log.debug("refused connection from %s: %d handshakes from it already in progress",
+                      address, self._max_per_address)
+            self.failed(host)
+            return Verdict.REFUSE
+        self._from[host] += 1
+        return Verdict.ADMIT
+
+    def finished(self, host: str) -> None:
+        """An admitted handshake ended, however it ended."""
+        self._from[host] -= 1
+        if not self._from[host]:
+            del self._from[host]
+
+    def blocked(self, host: str) -> bool:
+        return self.throttle.blocked(host)
+
+    def failed(self, host: str) -> None:
+        """A handshake from ``host`` failed in a way that counts against it."""
+        if self.throttle.failed(host):
+            log.warning("throttling %s: %d failed handshakes within %g s; refusing its connections until "
+                        "they age out", host, self.throttle.limit, self.throttle.window)
