@@ -1,7 +1,7 @@
 # The gossipy node image, as in the article: the release tarball unpacked under /www/gossipy.
 # Build the release first: python build.py release --env=prod
 # The base must be the build machine's OS (include_python bundles the build machine's Python);
-# with no registry reachable, make it with: python3 tests/e2e/baseimage.py
+# with no registry reachable, make it with: python3 tests/support/baseimage.py
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
@@ -13,8 +13,9 @@ RUN apt-get update \
 
 EXPOSE 4000
 ENV PORT=4000
-# ADD unpacks a local tar.gz into the folder.
-ADD _build/prod/rel/gossipy/releases/0.0.1/gossipy.tar.gz /www/gossipy
+# ADD unpacks a local tar.gz into the folder. build.py writes the tarball here too, under a path
+# without the version, so a version bump in pyproject.toml needs no change in this file.
+ADD _build/prod/rel/gossipy/gossipy.tar.gz /www/gossipy
 WORKDIR /www/gossipy
 # Run the release once: it unpacks its PEX into RELEASE_TMP (/tmp/gossipy) now rather than at
 # every container's first boot (~1-2 s saved), and a release that cannot run on this base

@@ -24,7 +24,7 @@ from . import procs, systems
 POLL = 0.005
 
 
-def _lists(node: systems.Node, name: str) -> bool | None:
+def _lists(node: systems.RunningServer, name: str) -> bool | None:
     try:
         return name in node.cluster(0.5)["nodes"]
     except (OSError, ValueError, KeyError):
@@ -92,7 +92,7 @@ def cluster_events(outdir: str, core: int | None, src: str = systems.REPO) -> It
         cluster.stop()
 
 
-def _wait_gone(members: list[systems.Node], name: str, timeout: float) -> float | None:
+def _wait_gone(members: list[systems.RunningServer], name: str, timeout: float) -> float | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(_lists(m, name) is False for m in members):
@@ -152,7 +152,7 @@ def release_foreground(outdir: str, core: int | None, build: bool) -> Iterator[d
         t0 = time.monotonic()
         proc = procs.Proc(f"release-{attempt}", [os.path.join(root, "bin", "gossipy"), "foreground"], env=env,
                           log_path=os.path.join(outdir, f"release-{attempt}.log"), core=core)
-        node = systems.Node("release", host, port, proc)
+        node = systems.RunningServer("release", host, port, proc)
         try:
             node.wait_serving(60)
             seconds: float | None = time.monotonic() - t0

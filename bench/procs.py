@@ -1,6 +1,6 @@
 """Processes the benchmark starts, and what it reads about them from /proc.
 
-Every process the benchmark starts goes through ``start`` and is remembered, so ``stop_all``
+Every process the benchmark starts goes through ``Proc`` and is remembered, so ``stop_all``
 (run at exit, and on SIGINT/SIGTERM) ends exactly those, by PID, and nothing else.
 """
 

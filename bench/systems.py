@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tarfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import procs
+from .results import Results, log
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -65,8 +66,8 @@ def node_config(path: str, host: str, port: int, extra: dict[str, dict[str, Any]
     return path
 
 
-class Node:
-    """One server process and where it serves."""
+class RunningServer:
+    """One server process (a node, or a node of the Redis way) and where it serves."""
 
     def __init__(self, label: str, host: str, port: int, proc: procs.Proc) -> None:
         self.label = label
@@ -103,7 +104,7 @@ class System:
         self.core = core
         self.label = label or self.name
         self.node_settings = node_settings or {}
-        self.nodes: list[Node] = []
+        self.nodes: list[RunningServer] = []
         self.extra: dict[str, procs.Proc] = {}   # processes that count as server but serve no websockets
         os.makedirs(workdir, exist_ok=True)
 
@@ -118,7 +119,8 @@ class System:
         return os.path.join(self.workdir, f"{self.label}-{name}.log")
 
     def start_node(self, label: str, host: str, *, argv: list[str] | None = None,
-                   env: dict[str, str] | None = None, extra: dict[str, dict[str, Any]] | None = None) -> Node:
+                   env: dict[str, str] | None = None,
+                   extra: dict[str, dict[str, Any]] | None = None) -> RunningServer:
         port = procs.free_port(host)
         settings = {**self.node_settings}
         for section, values in (extra or {}).items():
@@ -127,7 +129,7 @@ class System:
         argv = (argv or [sys.executable, "-m", "server"]) + ["--config", config]
         proc = procs.Proc(f"{self.label}-{label}", argv, env=env or self.env(), cwd=self.src,
                           log_path=self._log(label), core=self.core)
-        node = Node(label, host, port, proc)
+        node = RunningServer(label, host, port, proc)
         self.nodes.append(node)
         return node
 
@@ -233,7 +235,7 @@ class Gossipy(System):
                         RELEASE_COOKIE=self.cookie,
                         RELEASE_SYNC_NODES=",".join(self.node_name(p) for p in peers))
 
-    def start_member(self, label: str, host: str, peers: list[str]) -> Node:
+    def start_member(self, label: str, host: str, peers: list[str]) -> RunningServer:
         return self.start_node(label, host, env=self.cluster_env(host, peers),
                                extra={"node": {"dist_port": self.dist_port}})
 
@@ -245,14 +247,14 @@ class Gossipy(System):
             node.wait_serving()
         self.wait_mesh(self.nodes, START_TIMEOUT)
 
-    def wait_mesh(self, nodes: list[Node], timeout: float) -> float:
+    def wait_mesh(self, nodes: list[RunningServer], timeout: float) -> float:
         """Waits until every node lists every other; returns the seconds it took."""
         t0 = time.monotonic()
         procs.wait_for("the full mesh", lambda: meshed(nodes), timeout)
         return time.monotonic() - t0
 
 
-def meshed(nodes: list[Node]) -> bool:
+def meshed(nodes: list[RunningServer]) -> bool:
     names = {Gossipy.node_name(n.host) for n in nodes}
     for node in nodes:
         view = node.cluster(0.5)
@@ -266,3 +268,29 @@ def freeze(proc: procs.Proc) -> None:
 
 
 SYSTEMS = {cls.name: cls for cls in (Single, RedisWay, Gossipy)}
+
+
+class SystemRunner:
+    """Starts a fresh system of a kind for one workload and stops it whatever the workload did;
+    a failure is logged and recorded, and the run goes on with the next system."""
+
+    def __init__(self, workdir: str, core: int | None, results: Results,
+                 wait_quiet: Callable[[], object]) -> None:
+        self.workdir = workdir
+        self.core = core
+        self.results = results
+        self.wait_quiet = wait_quiet
+
+    def run(self, kind: str, src: str, label: str, body: Callable[[System], None]) -> None:
+        system = SYSTEMS[kind](self.workdir, src=src, core=self.core, label=label)
+        try:
+            self.wait_quiet()
+            t0 = time.monotonic()
+            system.start()
+            log(f"{label}: started ({system.description}) in {time.monotonic() - t0:.1f} s")
+            body(system)
+        except Exception as exc:
+            log(f"{label}: FAILED: {exc}")
+            self.results.emit({"system": label, "workload": "error", "error": str(exc)[:2000]})
+        finally:
+            system.stop()

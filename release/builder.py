@@ -125,6 +125,9 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
     step(f"packing {contract.tarball}")
     tarball = os.path.join(root, contract.tarball)
     entries = archive.write_tarball(root, tarball, epoch, private=frozenset({contract.settings}))
+    # After packing, so the tarball does not hold its copy; the rmtree above removes an old one.
+    image_tarball = os.path.join(root, contract.image_tarball)
+    shutil.copyfile(tarball, image_tarball)
     size = os.path.getsize(tarball) / 1e6
     say(f"    {entries} entries, {size:.1f} MB")
     step.finish()
@@ -132,6 +135,7 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
     say(f"==> built {name} {project.version} ({env}) in {time.monotonic() - started:.1f} s")
     say(f"    release: {os.path.relpath(root, project.root)}/")
     say(f"    tarball: {os.path.relpath(tarball, project.root)}")
+    say(f"    for the Dockerfile, the same bytes at: {os.path.relpath(image_tarball, project.root)}")
     say(f"    run it:  tar -xzf {name}.tar.gz -C DIR && DIR/bin/{name} foreground")
     say(f"    it writes its pid, log and unpacked code under ${Release.ENV_TMP} "
         f"(default: {tmp_dir or '${TMPDIR:-/tmp}/' + name})")

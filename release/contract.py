@@ -66,6 +66,12 @@ class Release:
     def tarball(self) -> str:
         return f"{self.release_dir}/{self.name}.tar.gz"
 
+    @property
+    def image_tarball(self) -> str:
+        """The tarball's copy at a path without the version: what the Dockerfile adds, so that a
+        version bump in pyproject.toml needs no change there."""
+        return f"{self.name}.tar.gz"
+
     def to_json(self) -> str:
         data: dict[str, Any] = dataclasses.asdict(self)
         data["requirements"] = list(self.requirements)

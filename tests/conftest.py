@@ -1,8 +1,8 @@
-"""Shared fixtures: a real node process (see real_node.py), async tests, npm packages, and the
-hypothesis profile of every property test.
+"""Shared fixtures: a real node process (see support/server_process.py), async tests, npm
+packages, and the hypothesis profile of every property test.
 
 ``start_node(endpoint={...})`` starts a ``python -m server`` process with those settings and
-returns a serving ``Node``; every node a test started is stopped (SIGTERM, by PID) after it.
+returns a serving ``ServerProcess``; every node a test started is stopped (SIGTERM, by PID) after it.
 ``async def`` tests run on a fresh asyncio loop each (no plugin needed), bounded in time.
 """
 
@@ -11,20 +11,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Helpers are imported from real_node, never from conftest: tests/*/conftest.py share the name.
-from real_node import ROOT, Node, NodeStarter
-from requirements import need
+from support import ROOT
+from support.requirements import need
+from support.server_process import NodeStarter, ServerProcess
 
 JS_DIR = ROOT / "tests" / "js"
-if str(ROOT) not in sys.path:  # `pytest` as well as `python -m pytest` can import server
-    sys.path.insert(0, str(ROOT))
 
 ASYNC_TEST_TIMEOUT = 30.0
 
@@ -44,15 +41,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 @pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
-    """A factory: ``start_node(endpoint={"server_timeout": 0.5})`` -> a serving ``Node``."""
+def start_node(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """A factory: ``start_node(endpoint={"server_timeout": 0.5})`` -> a serving ``ServerProcess``."""
     starter = NodeStarter(tmp_path)
     yield starter.start
     starter.stop_all()
 
 
 @pytest.fixture
-def node(start_node: Callable[..., Node]) -> Node:
+def node(start_node: Callable[..., ServerProcess]) -> ServerProcess:
     """A node on the default settings (bound to 127.0.0.1)."""
     return start_node()
 

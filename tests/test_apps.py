@@ -16,8 +16,9 @@ import pytest
 from server import apps, chat, settings
 from server.channels import Channel, Socket
 
-from phoenix_client import PhoenixClient
-from real_node import ROOT, Node, node_env
+from support import ROOT
+from support.phoenix_client import PhoenixClient
+from support.server_process import ServerProcess, node_env
 
 
 class Room(Channel):
@@ -205,7 +206,7 @@ def test_the_app_is_imported_from_the_folder_python_m_server_runs_in(project: Pa
 
 # ---- the example app, from the checkout ---------------------------------------------------------
 
-def test_the_notifications_example_refuses_anonymous_joins_when_auth_is_off(start_node: Callable[..., Node]) -> None:
+def test_the_notifications_example_refuses_anonymous_joins_when_auth_is_off(start_node: Callable[..., ServerProcess]) -> None:
     """No token secret: every connection is anonymous, and the channel's own check still keeps
     a user's topic to that user (with tokens: tests/release/test_release_notifications.py)."""
     node = start_node(env={"GOSSIPY_APP": "examples.notifications.app"})

@@ -19,9 +19,9 @@ from server import settings
 from server.backend_api import FAILURE_WINDOW, MAX_ADDRESSES, MAX_FAILURES, PATH, BadRequest, Throttle, parse
 from server.pubsub import Broadcast
 
-from node_processes import NodeProcesses
-from phoenix_client import TOPIC, PhoenixClient, join_room
-from real_node import Node, run_node, wait_until
+from support.node_processes import NodeProcesses
+from support.phoenix_client import TOPIC, PhoenixClient, join_room
+from support.server_process import ServerProcess, run_node, wait_until
 
 KEY = "backend-api-test-key-5f2c9d81e7"
 OTHER_KEY = "another-key-entirely-0b7e4a19c3"
@@ -29,7 +29,7 @@ OTHER_KEY = "another-key-entirely-0b7e4a19c3"
 Response = tuple[int, dict[str, Any], http.client.HTTPMessage]
 
 
-def post(node: Node, body: Any, key: str | None = KEY, headers: dict[str, str] | None = None,
+def post(node: ServerProcess, body: Any, key: str | None = KEY, headers: dict[str, str] | None = None,
          source: str | None = None, path: str = PATH) -> Response:
     """POSTs ``body`` (bytes as they are, anything else as JSON) with ``key`` as the bearer key."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -47,7 +47,7 @@ def post(node: Node, body: Any, key: str | None = KEY, headers: dict[str, str] |
         conn.close()
 
 
-def exchange(node: Node, raw: bytes) -> bytes:
+def exchange(node: ServerProcess, raw: bytes) -> bytes:
     """Sends ``raw`` bytes and returns all the node answers until it closes the connection."""
     with socket.create_connection((node.host, node.port), timeout=5) as sock:
         sock.sendall(raw)
@@ -72,14 +72,14 @@ async def receive_broadcast(client: PhoenixClient, topic: str, event: str, paylo
         f"on {client.host}:{client.port}: {frame.raw}"
 
 
-def assert_no_key_logged(node: Node) -> None:
+def assert_no_key_logged(node: ServerProcess) -> None:
     log = node.log()
     assert KEY not in log and OTHER_KEY not in log, log
 
 
 # ---- a node, over HTTP ---------------------------------------------------------------------
 
-def test_without_a_key_the_api_does_not_exist(node: Node) -> None:
+def test_without_a_key_the_api_does_not_exist(node: ServerProcess) -> None:
     status, _, _ = post(node, message())
     assert status == 404
 

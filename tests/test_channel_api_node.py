@@ -24,8 +24,8 @@ from server.channels import Socket
 from server.settings import SettingsError, parse_document, settings_from, validate
 
 from apps import api_app
-from phoenix_client import Closed, PhoenixClient
-from requirements import need
+from support.phoenix_client import Closed, PhoenixClient
+from support.requirements import need
 
 SECRET = "node-test-jwt-secret-" + "s" * 40
 TOPIC = "room:lobby"

@@ -18,16 +18,16 @@ from typing import Callable
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from real_node import Node, run_node
-from phoenix_client import PhoenixClient, RawWebSocket, assert_shout_reaches, join_room
-from recorded import RECORDED_V1, RECORDED_V2
+from support.phoenix_client import PhoenixClient, RawWebSocket, assert_shout_reaches, join_room
+from support.recorded import RECORDED_V1, RECORDED_V2
+from support.server_process import ServerProcess, run_node
 
 VSNS = pytest.mark.parametrize("vsn", [None, "2.0.0"], ids=["v1", "v2"])
 
 
 # ---- the article's flow ----------------------------------------------------------------------
 
-async def test_article_flow_shout_reaches_every_socket_sender_included(node: Node) -> None:
+async def test_article_flow_shout_reaches_every_socket_sender_included(node: ServerProcess) -> None:
     page_a, page_b = [await PhoenixClient.connect(node.port) for _ in range(2)]
     js = await PhoenixClient.connect(node.port, vsn="2.0.0")
     # exactly what the article's page sends (V1, ref 0) and what phoenix.js sends (V2)
@@ -55,7 +55,7 @@ async def test_article_flow_shout_reaches_every_socket_sender_included(node: Nod
 
 
 @pytest.mark.parametrize("vsn, conversation", [(None, RECORDED_V1), ("2.0.0", RECORDED_V2)], ids=["v1", "v2"])
-async def test_recorded_conversation_over_a_real_socket(node: Node, vsn: str | None,
+async def test_recorded_conversation_over_a_real_socket(node: ServerProcess, vsn: str | None,
                                                         conversation: list[tuple[str, list[str]]]) -> None:
     client = await PhoenixClient.connect(node.port, vsn=vsn)
     for sent, received in conversation:
@@ -69,21 +69,21 @@ async def test_recorded_conversation_over_a_real_socket(node: Node, vsn: str | N
 
 # ---- HTTP: the upgrade, vsn, origin, the page --------------------------------------------------
 
-async def test_unknown_vsn_is_refused_with_403(node: Node) -> None:
+async def test_unknown_vsn_is_refused_with_403(node: ServerProcess) -> None:
     with pytest.raises(HTTPClientError) as refused:
         await PhoenixClient.connect(node.port, vsn="3.0.0")
     assert refused.value.code == 403
     await node.async_wait_for_line(r"WARNING .*unknown vsn '3.0.0'")
 
 
-def test_get_without_upgrade_is_400(node: Node) -> None:
+def test_get_without_upgrade_is_400(node: ServerProcess) -> None:
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(node.url("/socket/websocket"), timeout=5)
     assert answer.value.code == 400
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.2:4000", "null"])
-async def test_check_origin_refuses_another_host_by_default(node: Node, origin: str) -> None:
+async def test_check_origin_refuses_another_host_by_default(node: ServerProcess, origin: str) -> None:
     with pytest.raises(HTTPClientError) as refused:
         await PhoenixClient.connect(node.port, headers={"Origin": origin})
     assert refused.value.code == 403
@@ -92,20 +92,20 @@ async def test_check_origin_refuses_another_host_by_default(node: Node, origin: 
 
 @pytest.mark.parametrize("headers", [{"Origin": "http://127.0.0.1:1234"}, {"Origin": "https://127.0.0.1"}, {}],
                          ids=["same-host-other-port", "same-host-https", "no-origin"])
-async def test_check_origin_allows_the_same_host_and_no_origin(node: Node, headers: dict[str, str]) -> None:
+async def test_check_origin_allows_the_same_host_and_no_origin(node: ServerProcess, headers: dict[str, str]) -> None:
     client = await join_room(node, headers=headers)
     await assert_shout_reaches(client, [client], "ok")
     client.close()
 
 
-async def test_check_origin_false_allows_any_origin(start_node: Callable[..., Node]) -> None:
+async def test_check_origin_false_allows_any_origin(start_node: Callable[..., ServerProcess]) -> None:
     node = start_node(endpoint={"check_origin": False})
     client = await join_room(node, headers={"Origin": "http://evil.example"})
     await assert_shout_reaches(client, [client], "anyone")
     client.close()
 
 
-async def test_check_origin_list_allows_only_the_listed_origins(start_node: Callable[..., Node]) -> None:
+async def test_check_origin_list_allows_only_the_listed_origins(start_node: Callable[..., ServerProcess]) -> None:
     node = start_node(endpoint={"check_origin": ["//chat.example", "https://other.example:8443"]})
     for allowed in ("http://chat.example", "https://chat.example:9", "https://other.example:8443"):
         (await join_room(node, headers={"Origin": allowed})).close()
@@ -115,7 +115,7 @@ async def test_check_origin_list_allows_only_the_listed_origins(start_node: Call
         assert answer.value.code == 403, refused
 
 
-def test_the_articles_page_is_served(node: Node) -> None:
+def test_the_articles_page_is_served(node: ServerProcess) -> None:
     with urllib.request.urlopen(node.url("/ws.html"), timeout=5) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/html")
@@ -125,7 +125,7 @@ def test_the_articles_page_is_served(node: Node) -> None:
 
 # ---- timeouts, limits, bad input --------------------------------------------------------------
 
-async def test_idle_socket_is_closed_after_the_server_timeout(start_node: Callable[..., Node]) -> None:
+async def test_idle_socket_is_closed_after_the_server_timeout(start_node: Callable[..., ServerProcess]) -> None:
     node = start_node(endpoint={"server_timeout": 0.5})
     idle = await PhoenixClient.connect(node.port)
     lively = await PhoenixClient.connect(node.port, vsn="2.0.0")
@@ -148,7 +148,7 @@ async def test_idle_socket_is_closed_after_the_server_timeout(start_node: Callab
 
 
 @VSNS
-async def test_oversized_frame_closes_1009_and_others_carry_on(start_node: Callable[..., Node],
+async def test_oversized_frame_closes_1009_and_others_carry_on(start_node: Callable[..., ServerProcess],
                                                                vsn: str | None) -> None:
     node = start_node(endpoint={"max_frame_size": 1024})
     big, other = await join_room(node, vsn), await join_room(node, vsn)
@@ -163,7 +163,7 @@ async def test_oversized_frame_closes_1009_and_others_carry_on(start_node: Calla
 @VSNS
 @pytest.mark.parametrize("data", ["not JSON", '{"foo":1}', '["1","1","room:1"]', "[]"],
                          ids=["not-json", "wrong-object", "short-array", "empty-array"])
-async def test_bad_frame_closes_1011_with_a_one_line_warning(node: Node, vsn: str | None, data: str) -> None:
+async def test_bad_frame_closes_1011_with_a_one_line_warning(node: ServerProcess, vsn: str | None, data: str) -> None:
     bad, other = await join_room(node, vsn), await join_room(node, vsn)
     await bad.send_raw(data)
     assert await bad.expect_close() == 1011
@@ -175,7 +175,7 @@ async def test_bad_frame_closes_1011_with_a_one_line_warning(node: Node, vsn: st
 
 
 @VSNS
-async def test_non_object_payload_gets_an_error_reply_not_a_close(node: Node, vsn: str | None) -> None:
+async def test_non_object_payload_gets_an_error_reply_not_a_close(node: ServerProcess, vsn: str | None) -> None:
     client = await join_room(node, vsn)
     ref = await client.push("room:1", "shout", [1, 2])
     answer = await client.reply_to(ref)
@@ -187,7 +187,7 @@ async def test_non_object_payload_gets_an_error_reply_not_a_close(node: Node, vs
     node.assert_clean()
 
 
-async def test_binary_frame_on_v2_closes_the_socket(node: Node) -> None:
+async def test_binary_frame_on_v2_closes_the_socket(node: ServerProcess) -> None:
     client, other = await join_room(node, "2.0.0"), await join_room(node, "2.0.0")
     await client.send_raw(b'["1","2","room:1","shout",{"message":"bin"}]')
     assert await client.expect_close() == 1003
@@ -198,7 +198,7 @@ async def test_binary_frame_on_v2_closes_the_socket(node: Node) -> None:
     node.assert_clean()
 
 
-async def test_channel_limit_over_a_real_socket(start_node: Callable[..., Node]) -> None:
+async def test_channel_limit_over_a_real_socket(start_node: Callable[..., ServerProcess]) -> None:
     node = start_node(endpoint={"max_channels": 2})
     client = await PhoenixClient.connect(node.port, vsn="2.0.0")
     assert [(await client.join(f"room:{n}")).payload["status"] for n in (1, 2)] == ["ok", "ok"]
@@ -208,7 +208,7 @@ async def test_channel_limit_over_a_real_socket(start_node: Callable[..., Node])
     client.close()
 
 
-async def test_slow_consumer_is_dropped_and_the_others_carry_on(start_node: Callable[..., Node]) -> None:
+async def test_slow_consumer_is_dropped_and_the_others_carry_on(start_node: Callable[..., ServerProcess]) -> None:
     node = start_node(endpoint={"outbound_buffer": 64 * 1024})
     stalled = RawWebSocket.connect(node.port, receive_buffer=4096)
     stalled.send_text('{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}')
@@ -234,7 +234,7 @@ async def test_slow_consumer_is_dropped_and_the_others_carry_on(start_node: Call
 # ---- lifecycle and the command line -------------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_sigterm_closes_websockets_with_1001_and_exits_0(node: Node, sig: int) -> None:
+async def test_sigterm_closes_websockets_with_1001_and_exits_0(node: ServerProcess, sig: int) -> None:
     clients = [await join_room(node), await join_room(node, "2.0.0")]
     node.send_signal(sig)
     assert [await c.expect_close() for c in clients] == [1001, 1001]
@@ -244,7 +244,7 @@ async def test_sigterm_closes_websockets_with_1001_and_exits_0(node: Node, sig: 
 
 
 async def test_runs_on_embedded_defaults_and_port_comes_from_the_environment(
-        start_node: Callable[..., Node]) -> None:
+        start_node: Callable[..., ServerProcess]) -> None:
     node = start_node(config=False)  # no --config at all; PORT=0 picks a free port
     assert node.has_line(r"serving websockets on 0\.0\.0\.0:\d+ \(not distributed\)")
     client = await join_room(node)

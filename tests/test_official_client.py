@@ -6,11 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
-from real_node import Node
-from requirements import need
+from support.requirements import need
+from support.server_process import ServerProcess
 
 
-def test_official_phoenix_client_joins_shouts_heartbeats_and_is_refused(js_modules: Path, node: Node) -> None:
+def test_official_phoenix_client_joins_shouts_heartbeats_and_is_refused(js_modules: Path, node: ServerProcess) -> None:
     done = subprocess.run([need("node"), "official_client.mjs", str(node.port)], cwd=js_modules,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert done.stdout, f"no output (exit {done.returncode}):\n{done.stderr}"

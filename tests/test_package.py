@@ -22,8 +22,9 @@ import yaml
 from packaging.requirements import Requirement
 from tornado.httpclient import AsyncHTTPClient
 
-from phoenix_client import join_room
-from real_node import ROOT, Node, free_port, node_env, run_node
+from support import ROOT
+from support.phoenix_client import join_room
+from support.server_process import ServerProcess, free_port, node_env, run_node
 
 PIP_TIMEOUT = 300
 # What the wheel must hold besides modules: the pages the server serves, the release's templates.
@@ -115,7 +116,7 @@ async def test_gossipy_foreground_serves_pages_and_channels(installed: Installed
         proc = subprocess.Popen([installed.bin("gossipy"), "--config", str(config), "foreground"],
                                 cwd=installed.outside, env=node_env(PORT=str(port)), stdin=subprocess.DEVNULL,
                                 stdout=log_file, stderr=subprocess.STDOUT)
-    node = Node(proc, log_path)
+    node = ServerProcess(proc, log_path)
     node.port = port
     try:
         await node.async_wait_for_line(rf"serving websockets on 127\.0\.0\.1:{port}\b", timeout=15)

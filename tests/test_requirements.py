@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from requirements import need, require
+from support.requirements import need, require
 
 MISSING = "gossipy-no-such-tool"
 

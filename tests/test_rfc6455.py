@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import tracemalloc
 
 import pytest
@@ -75,7 +76,7 @@ def parse_server_frame(data: bytes) -> tuple[int, bytes, bytes]:
 def receive_in_chunks(reader: MessageReader, data: bytes, cuts: list[int]) -> list[tuple[int, str | bytes]]:
     points = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
     out: list[tuple[int, str | bytes]] = []
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         out += reader.receive(data[a:b])
     return out
 
@@ -534,7 +535,7 @@ def framed_streams(draw: st.DrawFn) -> tuple[list[tuple[int, str | bytes]], byte
             expected.append((opcode, value))
             continue
         cuts = sorted(set(draw(st.lists(st.integers(0, len(payload)), max_size=4))))
-        pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)])]
+        pieces = [payload[a:b] for a, b in itertools.pairwise([0, *cuts, len(payload)])]
         interleaved: list[tuple[int, bytes]] = []
         for i, piece in enumerate(pieces):
             frames.append(client_frame(opcode if i == 0 else Opcode.CONTINUATION, piece, fin=i == len(pieces) - 1,

@@ -12,7 +12,6 @@ from server.channels import serializer as wire
 from server.channels.serializer import V1, V2, DecodeError, Message
 from server.pubsub import Broadcast
 
-
 # ---- V1: JSON objects ------------------------------------------------------------------------
 
 def test_v1_decodes_the_articles_frames() -> None:
@@ -123,7 +122,7 @@ def test_v2_rejects(frame: str) -> None:
         V2.decode(frame)
 
 
-# ---- what json.loads takes but the wire does not (found by bench/fuzz.py) --------------------------
+# ---- what json.loads takes but the wire does not ------------------------------------------------
 
 @pytest.mark.parametrize("serializer", [V1, V2], ids=["v1", "v2"])
 @pytest.mark.parametrize("payload, why", [

@@ -19,7 +19,7 @@ from server.channels.serializer import V1, V2, Message, Serializer
 from server.channels.socket import PhoenixSocket, Router
 from server.pubsub import PubSub
 
-from recorded import RECORDED_V1, RECORDED_V2
+from support.recorded import RECORDED_V1, RECORDED_V2
 
 BOTH = pytest.mark.parametrize("serializer", [V1, V2], ids=["v1", "v2"])
 

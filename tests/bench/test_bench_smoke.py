@@ -3,19 +3,14 @@ accounting rather than the speed. A benchmark whose counts do not add up measure
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import loadgen, report, run, steps, systems
 
-from bench import loadgen, report, systems  # noqa: E402
-from bench import run  # noqa: E402
-from requirements import need  # noqa: E402
+from support.requirements import need
 
 CLIENTS = 40
 SENDERS = 4
@@ -75,9 +70,9 @@ def test_losses_and_disconnects_are_counted(node: systems.System, generator: loa
 def test_sustained_rule_and_report(tmp_path: Path) -> None:
     ok = {"aborted": False, "lost": 0, "duplicates": 0, "disconnects": 0, "delivered": 10, "expected": 10,
           "latency_ms": {"p99": 999.0}}
-    assert run.sustained(ok)
-    assert not run.sustained({**ok, "latency_ms": {"p99": 1000.0}})
-    assert not run.sustained({**ok, "lost": 1, "delivered": 9})
+    assert steps.sustained(ok)
+    assert not steps.sustained({**ok, "latency_ms": {"p99": 1000.0}})
+    assert not steps.sustained({**ok, "lost": 1, "delivered": 9})
     records = [{"system": s, "workload": "fanout-5000", "offered_per_s": 5000, "deliveries_per_s": 5000, "lost": 0,
                 "duplicates": 0, "out_of_order": 0, "latency_ms": {"p50": 1, "p90": 2, "p99": p99, "max": 4},
                 "server": {"cpu_us_per_delivery": cpu, "cpu_fraction": 0.2, "rss_mb": 50},
@@ -104,3 +99,16 @@ def test_rooms_of_two_reach_only_their_members(node: systems.System, tmp_path: P
         assert (r["lost"], r["duplicates"], r["out_of_order"], r["extra"], r["misrouted"]) == (0,) * 5
     finally:
         gen.stop()
+
+
+def test_a_run_missing_a_dependency_names_the_command_and_installs_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(run.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(run.shutil, "which", lambda name: None)
+    monkeypatch.setattr(run, "Bench", None)  # a run that got past the check would fail here
+    assert run.main(["--systems", "single,redis,gossipy", "--profile"]) != 0
+    said = capsys.readouterr().err
+    assert "matplotlib, redis, hiredis, py-spy" in said
+    assert "-m pip install -r " in said and "requirements.txt" in said
+    assert "apt-get install redis-server" in said
+

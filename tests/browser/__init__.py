@@ -1,2 +1,2 @@
-"""Browser tests (a package, so that its conftest is ``browser.conftest`` and never shadows
-``tests/conftest.py`` for the ``from conftest import ...`` of other test modules)."""
+"""Browser tests (a package, so that its modules share their page helpers as ``from . import
+chat_page``)."""

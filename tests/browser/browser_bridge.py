@@ -7,7 +7,7 @@ that gets no answer within its timeout raises too, instead of hanging the suite.
 
 Also here, for the tests: ``StaticSite`` (a tiny static web server on another loopback
 address: a foreign origin for the check_origin test). The load balancer in front of a node is
-tests/tcp_proxy.py's ``TcpProxy``; waiting for a condition is tests/real_node.py's ``wait_until``.
+support/tcp_proxy.py's ``TcpProxy``; waiting for a condition is support/server_process.py's ``wait_until``.
 """
 
 from __future__ import annotations

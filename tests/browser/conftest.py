@@ -2,7 +2,7 @@
 playwright-core through tests/js/browser_driver.mjs), fresh pages per test, screenshots into
 tests/artifacts/browser/, and the helpers the tests share.
 
-Missing chromium or node skips locally and fails under CI=true (tests/requirements.py).
+Missing chromium or node skips locally and fails under CI=true (tests/support/requirements.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Callable, Iterator
 import pytest
 
 from .browser_bridge import Browser, Page, StaticSite
-from node_processes import NodeProcess, NodeProcesses
-from requirements import need
-from tcp_proxy import TcpProxy
+from support.node_processes import NodeProcess, NodeProcesses
+from support.requirements import need
+from support.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "server" / "static"
@@ -131,7 +131,7 @@ def foreign_site(tmp_path: Path) -> Iterator[StaticSite]:
 
 @pytest.fixture
 def node_processes(tmp_path: Path) -> Iterator[NodeProcesses]:
-    """tests/node_processes.py: node i is gossipy@127.0.0.i, HTTP on 127.0.0.i (a port kept
+    """support/node_processes.py: node i is gossipy@127.0.0.i, HTTP on 127.0.0.i (a port kept
     across restarts); every node is stopped by PID when the test ends."""
     folder = tmp_path / "nodes"
     folder.mkdir()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from . import chat_page
-from real_node import wait_until
+from support.server_process import wait_until
 
 
 def shout(page, text: str) -> None:
@@ -20,7 +20,7 @@ def shout(page, text: str) -> None:
 def joined(page) -> bool:
     """The page's websocket got the ok reply to its phx_join."""
     return any('"phx_reply"' in frame and '"ok"' in frame
-               for socket in page.log()["sockets"] for frame in socket["received"])
+               for websocket in page.log()["sockets"] for frame in websocket["received"])
 
 
 def wait_shown(page, text: str) -> None:
@@ -36,7 +36,7 @@ def test_article_page_on_two_nodes_exchanges_messages_both_ways(cluster, pages) 
     page_b = pages.open("ws-b", b.url(f"/ws.html?port={b.port}"))
     for page, node in ((page_a, a), (page_b, b)):
         # The page joins room:1 with the article's V1 frames, on the node its ?port= names.
-        wait_until(lambda: joined(page), 10, f"{page.name} to join room:1")
+        wait_until(lambda page=page: joined(page), 10, f"{page.name} to join room:1")
         urls = [s["url"] for s in page.log()["sockets"]]
         assert urls == [f"ws://{node.host}:{node.port}/socket/websocket"], urls
         node.wait_for_line(r"JOIN room:1 to RoomChannel", timeout=5)

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from . import chat_page
-from real_node import wait_until
+from support.server_process import wait_until
 
 
 @pytest.mark.browser
@@ -103,9 +103,9 @@ def test_page_sends_a_heartbeat_every_30_seconds(node, pages) -> None:
     chat_page.join(page, "dora", "1")
 
     def heartbeats() -> tuple[list, list]:
-        socket = page.log()["sockets"][0]
-        sent = [json.loads(f) for f in socket["sent"] if '"heartbeat"' in f]
-        replies = [json.loads(f) for f in socket["received"] if '"phoenix"' in f]
+        websocket = page.log()["sockets"][0]
+        sent = [json.loads(f) for f in websocket["sent"] if '"heartbeat"' in f]
+        replies = [json.loads(f) for f in websocket["received"] if '"phoenix"' in f]
         return sent, replies
 
     assert heartbeats() == ([], [])

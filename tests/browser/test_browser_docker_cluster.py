@@ -1,5 +1,5 @@
 """The browser test again, against the article's Docker cluster: ws1 on 127.0.0.1:4001 and
-ws2 on 127.0.0.1:4002, built and run by the e2e harness (tests/e2e/harness.py).
+ws2 on 127.0.0.1:4002, built and run by the e2e harness (tests/support/e2e_harness.py).
 
 * ``GOSSIPY_BROWSER_CLUSTER=4001,4002`` (ports of a cluster someone already runs, e.g.
   ``docker-compose up``): the pages chat across it; nothing is killed.
@@ -7,23 +7,20 @@ ws2 on 127.0.0.1:4002, built and run by the e2e harness (tests/e2e/harness.py).
   its compose project, and the test also kills ws2 (the page on 4002 shows it is reconnecting)
   and starts it again (the page recovers by itself, as in the article: "Everything recovers").
   The project is removed at the end, pass or fail.
-* no Docker engine: skipped locally, a failure under CI=true (tests/requirements.py).
+* no Docker engine: skipped locally, a failure under CI=true (tests/support/requirements.py).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from . import chat_page
-from requirements import missing
+from support.requirements import missing
 
-E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
 ENV_PORTS = "GOSSIPY_BROWSER_CLUSTER"
 
 
@@ -38,15 +35,13 @@ class DockerCluster:
 
 
 def _harness():
-    if str(E2E_DIR) not in sys.path:
-        sys.path.insert(0, str(E2E_DIR))
     try:
-        import baseimage
         import docker
-        import harness
+
+        from support import baseimage, e2e_harness
     except ImportError as exc:
         missing(f"the e2e harness cannot be imported ({exc}); pip install -r requirements-dev.txt")
-    return docker, harness, baseimage
+    return docker, e2e_harness, baseimage
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from real_node import wait_until
-from requirements import need, require
+from support.requirements import need, require
+from support.server_process import wait_until
 
 
 def _free_dns_address() -> str:

@@ -13,14 +13,15 @@ import asyncio
 import dataclasses
 from typing import Any, Iterable
 
-from node_processes import address
-from node_processes import node_name as name
-from real_node import free_port
 from server.cluster import ClusterAdapter, Node
 from server.cluster.framing import MAX_FRAME, Frame, FrameDecoder
 from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State, new_creation
 from server.pubsub import Broadcast, PubSub
 from server.settings import Cookie, Distribution
+
+from support.node_processes import address
+from support.node_processes import node_name as name
+from support.server_process import free_port
 
 SECRET = "in-process-test-cookie-4f1d2a"
 COOKIE = Cookie(SECRET)

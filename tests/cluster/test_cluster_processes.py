@@ -13,10 +13,11 @@ from datetime import datetime
 import pytest
 import yaml
 
-from node_processes import COOKIE, NodeProcesses, address, established_streams, node_name
-from phoenix_client import TOPIC, PhoenixClient, assert_shout_reaches, join_room
-from real_node import run_node
 from server.cluster.framing import FrameType, encode_json
+
+from support.node_processes import COOKIE, NodeProcesses, address, established_streams, node_name
+from support.phoenix_client import TOPIC, Closed, PhoenixClient, assert_shout_reaches, join_room
+from support.server_process import run_node
 
 pytestmark = pytest.mark.cluster
 
@@ -86,7 +87,7 @@ async def test_kill_9_leaves_the_others_chatting_and_a_restart_reforms_the_mesh(
             assert await node.async_wait_for_line(rf"node down: {node_name(4)}: the connection was (closed|reset)")
         await assert_shout_reaches(clients[0], clients, "after the kill")
         await assert_shout_reaches(clients[1], clients, "and back")
-        with pytest.raises(Exception):
+        with pytest.raises(Closed):  # its node is gone: the socket was reset, not left open
             await doomed.receive(1.0)
 
         restarted = cluster.restart(victim)

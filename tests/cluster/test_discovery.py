@@ -16,7 +16,7 @@ from server.cluster.discovery import DnsPoller, configured_nodes
 from server.settings import Cookie, Distribution
 
 from inprocess import Member, Nodes, address, name, start_all
-from real_node import async_wait_until
+from support.server_process import async_wait_until
 
 
 def test_a_short_name_is_dialed_by_its_host_name_and_a_long_one_by_its_address() -> None:

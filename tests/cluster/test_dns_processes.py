@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dns_server import DnsServer
-from node_processes import NodeProcesses, address, node_name
+from support.node_processes import NodeProcesses, address, node_name
 
 pytestmark = pytest.mark.cluster
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.cluster.framing import (HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType,
-                                    decode_json, encode, encode_json)
+from server.cluster.framing import (
+    HANDSHAKE_MAX_FRAME,
+    MAX_FRAME,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    FrameType,
+    decode_json,
+    encode,
+    encode_json,
+)
 
 frame_types = st.sampled_from(list(FrameType))
 frames = st.builds(Frame, frame_types, st.binary(max_size=300))
@@ -95,5 +105,5 @@ def test_any_frames_cut_anywhere_decode_to_themselves(sent: list[Frame], cuts: l
     data = b"".join(encode(f.type, f.payload) for f in sent)
     points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
     decoder = FrameDecoder()
-    received = [f for a, b in zip(points, points[1:]) for f in decoder.receive_data(data[a:b])]
+    received = [f for a, b in itertools.pairwise(points) for f in decoder.receive_data(data[a:b])]
     assert received == sent

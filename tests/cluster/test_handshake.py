@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.cluster.framing import Frame, FrameDecoder, FrameType, encode_json
-from server.cluster.handshake import (VERSIONS, Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason,
-                                      State)
+from server.cluster.handshake import VERSIONS, Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, State
 from server.settings import Cookie
 
 SECRET = "the-cluster-cookie-0123456789"

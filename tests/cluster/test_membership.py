@@ -10,14 +10,15 @@ import time
 
 import pytest
 
-from real_node import async_wait_until
-from inprocess import SECRET, Nodes, address, connect_as, name, start_all
-from node_processes import established_streams
 from server.cluster import BootError, ControlError, Node, control
+from server.cluster.admission import MAX_HANDSHAKES, Throttle
 from server.cluster.framing import FrameType, encode, encode_json
 from server.cluster.handshake import HandshakeError, Reason
-from server.cluster.admission import MAX_HANDSHAKES, Throttle
 from server.settings import Cookie, Distribution
+
+from inprocess import SECRET, Nodes, address, connect_as, name, start_all
+from support.node_processes import established_streams
+from support.server_process import async_wait_until
 
 
 @pytest.fixture(autouse=True)

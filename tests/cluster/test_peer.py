@@ -20,13 +20,14 @@ from typing import AsyncIterator
 
 import pytest
 
-from certificates import Certificates
 from server.cluster import tls
-from inprocess import by_hand
 from server.cluster.framing import HANDSHAKE_MAX_FRAME, Frame, FrameDecoder, FrameType, encode
 from server.cluster.handshake import Acceptor, Identity, Initiator, new_creation
 from server.cluster.peer import Peer, dial
 from server.settings import Cookie, Tls
+
+from inprocess import by_hand
+from support.certificates import Certificates
 
 COOKIE = Cookie("peer-session-test-cookie-7c21")
 HOST = "127.0.0.1"

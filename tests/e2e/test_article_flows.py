@@ -4,9 +4,6 @@ Clients are real websockets from the host to 127.0.0.1:4001/4002/4003 (the publi
 each test has its own compose project, removed at the end pass or fail (``make_cluster``).
 Blocking Docker calls run in a thread (``asyncio.to_thread``) so the open websockets keep
 being served meanwhile.
-
-The fixtures live here, not in a tests/e2e/conftest.py: a second conftest module would
-shadow tests/conftest.py for the ``from conftest import ...`` of other test modules.
 """
 
 from __future__ import annotations
@@ -22,10 +19,19 @@ from typing import Callable, Iterator
 import docker
 import pytest
 
-import harness
-from harness import (HOST_PORTS, Cluster, ReleaseTree, assert_disconnected, chat_between, close_all, cluster_view,
-                     log, node)
-from phoenix_client import assert_shout_reaches, join_room
+from support import e2e_harness
+from support.e2e_harness import (
+    HOST_PORTS,
+    Cluster,
+    ReleaseTree,
+    assert_disconnected,
+    chat_between,
+    close_all,
+    cluster_view,
+    log,
+    node,
+)
+from support.phoenix_client import assert_shout_reaches, join_room
 
 pytestmark = pytest.mark.e2e
 to_thread = asyncio.to_thread
@@ -33,13 +39,13 @@ to_thread = asyncio.to_thread
 
 @pytest.fixture(scope="module", autouse=True)
 def _live_progress(request: pytest.FixtureRequest) -> None:
-    harness.live_progress(request.config)
+    e2e_harness.live_progress(request.config)
 
 
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[docker.DockerClient]:
     """The local engine (skip locally, fail under CI=true), base image built."""
-    client = harness.docker_engine()
+    client = e2e_harness.docker_engine()
     yield client
     client.close()
 
@@ -231,7 +237,7 @@ def test_scale_out_with_dns_discovery(base_tree, trees_dir, make_cluster):
     cluster = make_cluster(tree)
     cluster.up(scale={"ws": 3})
     replicas = cluster.client.containers.list(filters={"label": [
-        f"{harness.PROJECT_LABEL}={cluster.project}", f"{harness.SERVICE_LABEL}=ws"]})
+        f"{e2e_harness.PROJECT_LABEL}={cluster.project}", f"{e2e_harness.SERVICE_LABEL}=ws"]})
     assert len(replicas) == 3, f"expected 3 replicas of ws, found {len(replicas)}"
     for replica in replicas:
         replica.reload()

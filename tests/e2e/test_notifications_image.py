@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-import harness
-from harness import HOST_PORTS, Cluster, ReleaseTree, cluster_view, log
-from notifications_user import EXAMPLE, User, publish
-from real_node import wait_until
+from support import e2e_harness
+from support.e2e_harness import HOST_PORTS, Cluster, ReleaseTree, cluster_view, log
+from support.notifications_user import EXAMPLE, User, publish
+from support.server_process import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 def test_the_image_of_a_release_with_the_example_app_serves_it(tmp_path: Path, js_modules: Path,
                                                               request: pytest.FixtureRequest) -> None:
-    harness.live_progress(request.config)
-    client = harness.docker_engine()
+    e2e_harness.live_progress(request.config)
+    client = e2e_harness.docker_engine()
     api_key, jwt_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(48)
     tree = ReleaseTree.copy_repository(tmp_path / "tree")
     cluster = Cluster(client, tree)

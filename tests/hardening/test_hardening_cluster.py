@@ -1,5 +1,5 @@
-"""Faults in a cluster of real node processes on 127.0.0.x (tests/node_processes.py), with real
-websocket clients: a partition and its healing (through tests/tcp_proxy.py), kill -9
+"""Faults in a cluster of real node processes on 127.0.0.x (tests/support/node_processes.py), with real
+websocket clients: a partition and its healing (through tests/support/tcp_proxy.py), kill -9
 under steady traffic, SIGTERM with a client that never answers, a peer that stalls (SIGSTOP).
 
 What the cluster tests of issue 3 already show is not repeated here (tests/cluster/
@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from node_processes import COOKIE, NodeProcesses, address, node_name
-from phoenix_client import TOPIC, Closed, Frame, PhoenixClient, RawWebSocket, join_room
-from real_node import async_wait_until
 from server.cluster.membership import BACKOFF_CAP, HANDSHAKE_TIMEOUT
-from tcp_proxy import TcpProxy
+
+from support.node_processes import COOKIE, NodeProcesses, address, node_name
+from support.phoenix_client import TOPIC, Closed, Frame, PhoenixClient, RawWebSocket, join_room
+from support.server_process import async_wait_until
+from support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.cluster
 
@@ -143,7 +144,7 @@ async def test_kill_9_under_steady_traffic_loses_and_repeats_nothing_and_its_cli
         receivers = [await join_room(node, vsn) for node in survivors for vsn in (None, "2.0.0")]
         doomed = [await join_room(victim), await join_room(victim, "2.0.0")]
         seen: list[list[Frame]] = [[] for _ in receivers + senders]
-        readers = [asyncio.ensure_future(collect(c, f)) for c, f in zip(receivers + senders, seen)]
+        readers = [asyncio.ensure_future(collect(c, f)) for c, f in zip(receivers + senders, seen, strict=True)]
         moved: list[list[Frame]] = [[], []]
         moved_after: list[float] = []
         killed_at = 0.0
@@ -265,7 +266,7 @@ async def test_a_stalled_peer_is_dropped_at_its_send_queue_bound_logged_and_redi
             except (Closed, asyncio.TimeoutError):
                 pass
 
-        readers = [asyncio.ensure_future(count(c, g)) for c, g in zip(watchers, got)]
+        readers = [asyncio.ensure_future(count(c, g)) for c, g in zip(watchers, got, strict=True)]
         overflow = rf"node down: {frozen.name}: send queue overflow"
         peak = sender_node.rss_kib("VmHWM")
         frozen.send_signal(signal.SIGSTOP)
@@ -274,7 +275,7 @@ async def test_a_stalled_peer_is_dropped_at_its_send_queue_bound_logged_and_redi
             for sent in range(1, 2000):
                 await shouter.shout(TOPIC, {"n": sent - 1, "message": big})
                 if sent % 20 == 0:
-                    await async_wait_until(lambda: all(len(g) >= sent - 20 for g in got), 10, "the watchers")
+                    await async_wait_until(lambda sent=sent: all(len(g) >= sent - 20 for g in got), 10, "the watchers")
                     if sender_node.has_line(overflow):
                         break
             dropped = await sender_node.async_wait_for_line(overflow, timeout=5)

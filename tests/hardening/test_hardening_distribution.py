@@ -1,4 +1,4 @@
-"""Abuse of the distribution port of real node processes (tests/node_processes.py).
+"""Abuse of the distribution port of real node processes (tests/support/node_processes.py).
 
 Garbage, oversized length prefixes, a stalled handshake, a wrong cookie tried repeatedly
 (refused, then throttled per address) and a duplicate name are in tests/cluster
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from node_processes import NodeProcesses, address
+from support.node_processes import NodeProcesses, address
 
 pytestmark = pytest.mark.cluster
 

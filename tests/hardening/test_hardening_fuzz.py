@@ -3,8 +3,9 @@ Phoenix V1 and V2 serializers (alone, and behind a real PhoenixSocket), the peer
 FrameDecoder, the handshake (fed bytes as run_handshake feeds them, and a real pair with one
 message mutated in flight) and the cluster adapter's broadcast decoder.
 
-The contracts live in ``bench/fuzz.py``, which also runs them on a million generated inputs
-(``python bench/fuzz.py``); here hypothesis draws a small sample and shrinks what fails.
+The contracts live in ``tests/support/fuzz.py``, which also runs them on a million generated
+inputs (``python3 -m tests.support.fuzz``); here hypothesis draws a small sample and shrinks what
+fails.
 """
 
 from __future__ import annotations
@@ -13,19 +14,15 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from server.channels.serializer import V1, V2
+from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameType
 
-from bench import fuzz  # noqa: E402
-from server.channels.serializer import V1, V2  # noqa: E402
-from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, FrameType  # noqa: E402
+from support import ROOT, fuzz
 
 SAMPLE = settings(max_examples=150)  # deadline and health checks: tests/conftest.py's profile
 VSNS = st.sampled_from([V1.vsn, V2.vsn])
@@ -77,8 +74,9 @@ def serializer_cases(draw: st.DrawFn) -> tuple[str, str | bytes]:
 
 @SAMPLE
 @given(serializer_cases())
-# found by bench/fuzz.py: json.loads takes NaN and Infinity (not JSON, and not encodable
-# back), "\ud800" escapes and CESU-8 bytes (lone surrogates: no UTF-8 text frame can carry them)
+# Every run tries what json.loads takes but the wire does not: NaN and Infinity (not JSON, and not
+# encodable back), "\ud800" escapes and CESU-8 bytes (lone surrogates: no UTF-8 text frame can
+# carry them)
 @example((V1.vsn, '{"topic":"room:1","event":"shout","payload":{"m":NaN},"ref":"1"}'))
 @example((V2.vsn, '["1","1","room:1","shout",{"m":-Infinity}]'))
 @example((V2.vsn, '["1","1","room:1","shout",{"m":1e400}]'))
@@ -179,9 +177,9 @@ def test_a_peer_broadcast_is_delivered_or_dropped_never_an_error(data: bytes) ->
 
 
 def test_the_fuzzer_itself_runs_every_target_without_a_crash() -> None:
-    """The benchmark-style run, small: its generators and its accounting."""
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "fuzz.py"), "--inputs", "3000", "--workers", "1",
-                           "--seed", "1"], capture_output=True, text=True, timeout=60)
+    """The command-line run, small: its generators and its accounting."""
+    done = subprocess.run([sys.executable, "-m", "tests.support.fuzz", "--inputs", "3000", "--workers", "1",
+                           "--seed", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     for target in fuzz.TARGETS:
         assert re.search(rf"^{target} +[\d,]+ ", done.stdout, re.M), done.stdout

@@ -16,11 +16,11 @@ import pytest
 
 from server.cluster.membership import BACKOFF_CAP, HANDSHAKE_TIMEOUT
 
-from netns_hosts import Hosts, NetnsNodes
-from node_processes import NodeProcess
-from phoenix_client import PhoenixClient, assert_shout_reaches, join_room
-from real_node import async_wait_until
-from requirements import need, require
+from support.netns_hosts import Hosts, NetnsNodes
+from support.node_processes import NodeProcess
+from support.phoenix_client import PhoenixClient, assert_shout_reaches, join_room
+from support.requirements import need, require
+from support.server_process import async_wait_until
 
 pytestmark = pytest.mark.netns
 

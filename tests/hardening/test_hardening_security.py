@@ -18,9 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from node_processes import COOKIE, NodeProcesses
-from real_node import ROOT, run_node
 from server.settings import Distribution
+
+from support import ROOT
+from support.node_processes import COOKIE, NodeProcesses
+from support.server_process import run_node
 
 
 def _published_container_ports(service: dict) -> list[int]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from certificates import Certificates
-from node_processes import COOKIE, NodeProcesses, address
-from phoenix_client import TOPIC, join_room
-from real_node import async_wait_until, run_node
-from tcp_proxy import TcpProxy
+from support.certificates import Certificates
+from support.node_processes import COOKIE, NodeProcesses, address
+from support.phoenix_client import TOPIC, join_room
+from support.server_process import async_wait_until, run_node
+from support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.cluster
 

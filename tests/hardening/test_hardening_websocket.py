@@ -19,13 +19,13 @@ from typing import Callable
 
 import pytest
 
-from phoenix_client import PhoenixClient, RawWebSocket, assert_shout_reaches, join_room, upgrade_request
-from real_node import Node, async_wait_until
+from support.phoenix_client import PhoenixClient, RawWebSocket, assert_shout_reaches, join_room, upgrade_request
+from support.server_process import ServerProcess, async_wait_until
 
 JOIN_V1 = '{"topic":"room:1","event":"phx_join","payload":{},"ref":"1"}'
 
 
-async def still_chatting(node: Node, *clients: PhoenixClient, message: str = "still here") -> None:
+async def still_chatting(node: ServerProcess, *clients: PhoenixClient, message: str = "still here") -> None:
     """A fresh client shouts; it and ``clients`` (in the room) all get it. Then all of them
     leave (so the node's stop does not wait out its shutdown_timeout for them)."""
     fresh = await join_room(node, "2.0.0")
@@ -39,7 +39,7 @@ async def in_thread(function: Callable, *args):
     return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
-def one_warning(node: Node, *words: str) -> str:
+def one_warning(node: ServerProcess, *words: str) -> str:
     [warning] = node.warnings()
     for word in words:
         assert word in warning, warning
@@ -47,7 +47,7 @@ def one_warning(node: Node, *words: str) -> str:
     return warning
 
 
-# ---- frames json.loads takes but no client may send (found by bench/fuzz.py) ------------------------
+# ---- frames json.loads takes but no client may send ------------------------------------------------
 
 @pytest.mark.parametrize("vsn, frame", [
     ("2.0.0", '["1","2","room:1","shout",{"message":NaN}]'),
@@ -56,7 +56,7 @@ def one_warning(node: Node, *words: str) -> str:
     (None, b'{"topic":"room:1","event":"shout","payload":{"message":"\xed\xa0\x80"},"ref":"2"}'),
 ], ids=["nan", "1e400", "lone-surrogate-escape", "cesu-8-binary"])
 async def test_a_frame_that_cannot_be_written_back_is_a_bad_frame_not_a_broadcast(
-        node: Node, vsn: str | None, frame: str | bytes) -> None:
+        node: ServerProcess, vsn: str | None, frame: str | bytes) -> None:
     sender, listener = await join_room(node, vsn), await join_room(node)
     await sender.send_raw(frame)
     assert await sender.expect_close() == 1011
@@ -92,7 +92,7 @@ async def test_fragments_adding_up_past_the_limit_are_refused_1009(start_node) -
     one_warning(node, "max_frame_size")
 
 
-async def test_invalid_utf8_in_a_text_frame_is_closed_1007_with_one_line(node: Node) -> None:
+async def test_invalid_utf8_in_a_text_frame_is_closed_1007_with_one_line(node: ServerProcess) -> None:
     listener = await join_room(node)
     sender = await in_thread(RawWebSocket.connect, node.port)
     sender.send_text(JOIN_V1)
@@ -104,7 +104,7 @@ async def test_invalid_utf8_in_a_text_frame_is_closed_1007_with_one_line(node: N
     one_warning(node, "UTF-8")
 
 
-async def test_binary_garbage_on_v1_is_a_bad_frame(node: Node) -> None:
+async def test_binary_garbage_on_v1_is_a_bad_frame(node: ServerProcess) -> None:
     """V1 takes JSON in binary frames too (as text); garbage there is a bad frame like any other."""
     client, listener = await join_room(node), await join_room(node)
     await client.send_raw(bytes(range(256)))
@@ -113,7 +113,7 @@ async def test_binary_garbage_on_v1_is_a_bad_frame(node: Node) -> None:
     one_warning(node, "bad frame")
 
 
-async def test_frames_after_a_bad_frame_are_not_handled(node: Node) -> None:
+async def test_frames_after_a_bad_frame_are_not_handled(node: ServerProcess) -> None:
     """Once the node has closed a socket for a bad frame, what the client had already sent
     after it (in the same packet) must not reach the room."""
     listener = await join_room(node)
@@ -130,7 +130,8 @@ async def test_frames_after_a_bad_frame_are_not_handled(node: Node) -> None:
     one_warning(node, "bad frame")
 
 
-async def test_what_came_before_a_protocol_error_is_handled_then_1002_and_the_node_ends_its_side(node: Node) -> None:
+async def test_what_came_before_a_protocol_error_is_handled_then_1002_and_the_node_ends_its_side(
+        node: ServerProcess) -> None:
     """A join and a shout, then an unmasked frame, in one packet: the node handles what the
     client sent before it broke the protocol, answers 1002, and half-closes (RFC 6455 7.1.7)
     without reading anything after the offence."""
@@ -202,7 +203,7 @@ def _masked_text(text: str) -> bytes:
     return struct.pack("!BB", 0x81, 0x80 | len(payload)) + b"\0\0\0\0" + payload  # a zero mask
 
 
-async def test_a_ping_flood_is_closed_1008_and_the_others_carry_on(node: Node) -> None:
+async def test_a_ping_flood_is_closed_1008_and_the_others_carry_on(node: ServerProcess) -> None:
     listener = await join_room(node)
     rss = node.rss_kib()
     flooder = await in_thread(RawWebSocket.connect, node.port)
@@ -227,7 +228,7 @@ async def test_a_ping_flood_is_closed_1008_and_the_others_carry_on(node: Node) -
     one_warning(node, "ping")
 
 
-async def test_a_few_pings_are_answered(node: Node) -> None:
+async def test_a_few_pings_are_answered(node: ServerProcess) -> None:
     client = await in_thread(RawWebSocket.connect, node.port)
     for n in range(3):
         client.send_frame(0x9, b"p%d" % n)
@@ -239,7 +240,7 @@ async def test_a_few_pings_are_answered(node: Node) -> None:
 
 # ---- channels and connections ------------------------------------------------------------------------
 
-async def test_joining_10000_topics_gets_max_channels_and_one_log_line(node: Node) -> None:
+async def test_joining_10000_topics_gets_max_channels_and_one_log_line(node: ServerProcess) -> None:
     rss = node.rss_kib()
     client = await PhoenixClient.connect(node.port, vsn="2.0.0")
     count = 10_000
@@ -263,7 +264,8 @@ async def test_joining_10000_topics_gets_max_channels_and_one_log_line(node: Nod
     one_warning(node, "over 100 channels")
 
 
-async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_at_baseline(node: Node) -> None:
+async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_at_baseline(
+        node: ServerProcess) -> None:
     listener = await join_room(node)
     host, port = "127.0.0.1", node.port
 
@@ -311,7 +313,7 @@ async def test_5000_connections_opened_and_dropped_leave_descriptors_and_memory_
 
 # ---- HTTP before the upgrade ------------------------------------------------------------------------
 
-async def test_a_request_body_is_refused_not_buffered(node: Node) -> None:
+async def test_a_request_body_is_refused_not_buffered(node: ServerProcess) -> None:
     """No endpoint takes a body: one announcing 90 MB is refused before it is read (Tornado's
     default would buffer up to 100 MB per connection)."""
     listener = await join_room(node)

@@ -18,10 +18,10 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
-from checkout import copy_repository
-from real_node import free_port
 from released import HOST_VAR, HOSTS, TARBALL, Release, bare_path, build, unpack
-from requirements import missing
+from support.checkout import copy_repository
+from support.requirements import missing
+from support.server_process import free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 

@@ -14,12 +14,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from real_node import free_port
 from release.project import read_project
+
+from support.server_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = read_project(str(REPO)).version
 TARBALL = Path(f"_build/prod/rel/gossipy/releases/{VERSION}/gossipy.tar.gz")
+# The same bytes under a path without the version: what the Dockerfile adds.
+IMAGE_TARBALL = Path("_build/prod/rel/gossipy/gossipy.tar.gz")
 # What bin/gossipy calls besides sh builtins (and ldd, which the PEX asks whether the libc is
 # musl; Debian's libc-bin has it): a PATH of just these has no python at all.
 SCRIPT_TOOLS = ("dirname", "basename", "readlink", "cat", "mkdir", "tr", "grep", "tail", "head",

@@ -19,8 +19,8 @@ from release import BuildError
 from release.appsource import AppSource, check_pins_agree, find_app
 from release.wheels import default_wheelhouse
 
-from checkout import copy_repository
 from released import Release, build, unpack
+from support.checkout import copy_repository
 
 ROOM = "from server.channels import Channel\n\nclass Room(Channel):\n    pass\n\nROUTES = [('room:*', Room)]\n"
 

@@ -8,9 +8,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from real_node import wait_until
 from released import HOST_VAR, HOSTS, Release
-from requirements import require
+from support.requirements import require
+from support.server_process import wait_until
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from released import HOST_VAR, REPO, TARBALL
+from released import HOST_VAR, IMAGE_TARBALL, REPO, TARBALL
 
 
 def test_the_build_prints_each_step(prod_build) -> None:
@@ -25,6 +25,12 @@ def test_the_build_prints_each_step(prod_build) -> None:
 def test_two_builds_of_the_same_tree_give_byte_identical_tarballs(prod_build) -> None:
     first, second = prod_build.tarball.read_bytes(), prod_build.rebuilt_tarball.read_bytes()
     assert first == second, "the rebuilt tarball differs"
+
+
+def test_the_dockerfile_s_tarball_is_the_same_bytes_without_a_version_in_its_path(project: Path,
+                                                                                    prod_build) -> None:
+    assert (project / IMAGE_TARBALL).read_bytes() == prod_build.rebuilt_tarball.read_bytes()
+    assert f"the same bytes at: {IMAGE_TARBALL}" in prod_build.output
 
 
 def test_the_tarball_unpacks_anywhere_with_fixed_owner_modes_and_times(prod_build) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from checkout import copy_repository
 from released import REPO, TARBALL, build
+from support.checkout import copy_repository
 
 COOKIE = re.compile(r'cookie: "([A-Za-z0-9]+)"')
 

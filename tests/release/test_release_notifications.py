@@ -11,10 +11,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from checkout import copy_repository
-from notifications_user import EXAMPLE, User, publish
-from real_node import wait_until
 from released import TARBALL, Release, build, unpack
+from support.checkout import copy_repository
+from support.notifications_user import EXAMPLE, User, publish
+from support.server_process import wait_until
 
 API_KEY = secrets.token_urlsafe(32)
 JWT_SECRET = secrets.token_urlsafe(48)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from real_node import wait_until
 from released import bare_path
+from support.server_process import wait_until
 
 RUNTIME = "python-3.11.7"
 

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_settings_unit import BASE
 
 from released import build
-from test_settings_unit import BASE
 
 # The build's own checks, and one of settings' to show the path: every case settings.validate
 # finds is tested in process (tests/test_settings_unit.py, which BASE comes from).

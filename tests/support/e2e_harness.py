@@ -35,18 +35,11 @@ import docker
 import yaml
 from docker.errors import DockerException, NotFound
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import baseimage  # noqa: E402
-import checkout  # noqa: E402
-from phoenix_client import Closed, PhoenixClient, assert_shout_reaches, join_room  # noqa: E402  (tests/ is not a package)
-from requirements import missing  # noqa: E402
+from . import ROOT, baseimage, checkout
+from .phoenix_client import Closed, PhoenixClient, assert_shout_reaches, join_room
+from .requirements import missing
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from release.project import read_project  # noqa: E402
-
-TARBALL = Path(f"_build/prod/rel/gossipy/releases/{read_project(str(REPO)).version}/gossipy.tar.gz")
+TARBALL = Path("_build/prod/rel/gossipy/gossipy.tar.gz")  # what the Dockerfile adds
 HOST_PORTS = {"ws1": 4001, "ws2": 4002, "ws3": 4003}
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -147,7 +140,7 @@ class ReleaseTree:
     def copy_repository(cls, dest: Path) -> "ReleaseTree":
         """The files git knows of (tracked, or new and not ignored), as the working tree has them."""
         checkout.copy_repository(dest)
-        log(f"copied the files of {REPO} to {dest}")
+        log(f"copied the files of {ROOT} to {dest}")
         return cls(dest)
 
     def copy(self, dest: Path) -> "ReleaseTree":

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from requirements import need
+from . import ROOT
+from .requirements import need
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = Path("examples/notifications")
 
 

@@ -12,7 +12,7 @@ use ``async with``, so their clients keep being served while the nodes stop)::
     async with NodeProcesses(tmp_path) as cluster:
         a, b, c = cluster.start_many([2, 3, 4])      # each lists all three
         await cluster.async_wait_for_mesh([a, b, c])  # wait_for_mesh in a plain test
-        client = await join_room(a)                   # tests/phoenix_client.py
+        client = await join_room(a)                   # support/phoenix_client.py
         a.kill()                                      # SIGKILL
         a = cluster.restart(a)                        # same settings, a new PID
 
@@ -34,7 +34,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from real_node import Node, async_wait_until, free_port, spawn_node, wait_until
+from .server_process import ServerProcess, async_wait_until, free_port, spawn_node, wait_until
 
 COOKIE = "node-processes-test-cookie-9c41e7"
 SYNC_TIMEOUT_MS = 3000
@@ -79,8 +79,8 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class NodeProcess(Node):
-    """One node process: real_node's Node (log, signals, exit status) plus its cluster view."""
+class NodeProcess(ServerProcess):
+    """One node of a cluster: a ServerProcess (log, signals, exit status) plus its settings and cluster view."""
 
     def __init__(self, proc: subprocess.Popen, log_path: Path, index: int, http_port: int,
                  config: dict[str, Any], env: dict[str, str]) -> None:

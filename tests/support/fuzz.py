@@ -1,9 +1,10 @@
-#!/usr/bin/env python3
-"""Fuzzing gossipy's decoders: a million generated inputs, zero crashes.
+"""Fuzzing gossipy's decoders with generated inputs (a million by default).
 
-    python bench/fuzz.py                      # 1,000,000 inputs over all targets, every core
-    python bench/fuzz.py --inputs 50000 --workers 1 --seed 7
-    python bench/fuzz.py --target handshake   # one target
+    python3 -m tests.support.fuzz                      # 1,000,000 inputs over all targets, every core
+    python3 -m tests.support.fuzz --inputs 50000 --workers 1 --seed 7
+    python3 -m tests.support.fuzz --target handshake   # one target
+
+(from the repository's root, which puts ``server`` on the path).
 
 Each *target* feeds one generated input to a decoder that faces untrusted bytes and checks its
 contract: it either accepts the input or refuses it with its own error (``DecodeError``,
@@ -16,13 +17,8 @@ The generators are structure-aware: most inputs are nearly valid (real frames, r
 steps, JSON values) with one thing wrong, so they get past the first check; the rest are byte
 mutations of valid inputs and plain random bytes. ``tests/hardening/test_hardening_fuzz.py``
 drives the same targets with hypothesis (a small sample, shrinking) in the default test run.
-
-Why not atheris (measured, atheris 3.0.0 on this code before the strict-JSON fix): coverage
-guidance sees little here, because the parsing happens in C (json's scanner) and the Python
-around it is thin. On the serializer target it ran 13 million inputs in 120 s (5.5 million in
-60 s with a seed corpus and a NaN/Infinity/1e400/\\ud800 dictionary) and found neither bug;
-these generators found both within the first 100 inputs. It would be one more dependency with
-a native build for no finding.
+Structure-aware generators rather than coverage guidance (atheris): the parsing happens in C
+(json's scanner) and the Python around it is thin (bench/README.md, "The fuzzer").
 
 Prints one line per target (inputs, accepted, refused, crashes, time, rate) and exits 1 if
 anything crashed, after writing each distinct crash's input to ``--crash-dir``.
@@ -43,22 +39,17 @@ import traceback
 from itertools import pairwise
 from typing import Any, Callable, NamedTuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from server import chat  # noqa: E402
-from server.channels import rfc6455  # noqa: E402
-from server.channels import serializer as wire  # noqa: E402
-from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame  # noqa: E402
-from server.channels.serializer import V1, V2, DecodeError, Message  # noqa: E402
-from server.channels.socket import PhoenixSocket, Router  # noqa: E402
-from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode  # noqa: E402
-from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State  # noqa: E402
-from server.cluster.pubsub_adapter import ClusterAdapter  # noqa: E402
-from server.pubsub import PubSub  # noqa: E402
-from server.settings import Cookie  # noqa: E402
+from server import chat
+from server.channels import rfc6455
+from server.channels import serializer as wire
+from server.channels.rfc6455 import MessageReader, ProtocolViolation, text_frame
+from server.channels.serializer import V1, V2, DecodeError, Message
+from server.channels.socket import PhoenixSocket, Router
+from server.cluster.framing import HANDSHAKE_MAX_FRAME, MAX_FRAME, Frame, FrameDecoder, FrameError, FrameType, encode
+from server.cluster.handshake import Acceptor, HandshakeError, Identity, Initiator, Reason, State
+from server.cluster.pubsub_adapter import ClusterAdapter
+from server.pubsub import PubSub
+from server.settings import Cookie
 
 COOKIE = Cookie("fuzz-cookie-0123456789abcdef")
 ME_A = Identity("gossipy@127.0.0.2", 2, longnames=True)

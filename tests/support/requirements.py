@@ -4,7 +4,7 @@ Locally a test may skip when a tool is missing (say so, and move on). Under CI (
 it never skips: a missing tool is a broken machine or a broken ``.ci/run``, and a skipped test
 would hide exactly that, so it fails loudly instead.
 
-    from requirements import need, require     # tests/ is on sys.path; it is not a package
+    from support.requirements import need, require
 
     node = need("node")                        # the path of the tool
     require(os.geteuid() == 0, "giving a folder to another user needs root")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from requirements import need
+from .requirements import need
 
 
 class Certificates:

@@ -6,7 +6,7 @@ from Debian packages, with the machine's own apt sources, the first time it is n
     mmdebstrap --variant=minbase bookworm - | docker import - debian:bookworm-slim
 
 (about 30 s; ``apt-get install mmdebstrap`` first). Then it is reused. It runs as
-``python3 tests/e2e/baseimage.py [IMAGE]`` (from .ci/run) and as :func:`ensure_base_image`
+``python3 tests/support/baseimage.py [IMAGE]`` (from .ci/run) and as :func:`ensure_base_image`
 (from the e2e harness). Standard library plus the Docker SDK only.
 """
 

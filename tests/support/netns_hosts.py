@@ -44,7 +44,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
-from node_processes import NodeProcesses
+from .node_processes import NodeProcesses
 
 CLUSTER_NET = ipaddress.ip_network("198.18.0.0/16")  # the back network's /24 is in here
 CLIENT_NET = ipaddress.ip_network("198.19.0.0/16")  # and the front network's, the same X

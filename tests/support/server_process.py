@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import ROOT
+
 _SERVING = re.compile(r"serving websockets on (\S+):(\d+)")
 _LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")  # logging's format in server/__main__
 
@@ -59,7 +60,7 @@ async def async_wait_until(condition: Callable[[], Any], timeout: float = 5.0,
     return result
 
 
-class Node:
+class ServerProcess:
     """A running ``python -m server`` process and its log."""
 
     def __init__(self, proc: subprocess.Popen, log_path: Path) -> None:
@@ -138,7 +139,7 @@ class Node:
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            raise AssertionError(f"the node did not exit within {timeout} s of signal {sig}:\n{self.log()}")
+            raise AssertionError(f"the node did not exit within {timeout} s of signal {sig}:\n{self.log()}") from None
 
 
 def node_command(*args: str) -> list[str]:
@@ -204,10 +205,10 @@ class NodeStarter:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.nodes: list[Node] = []
+        self.nodes: list[ServerProcess] = []
 
     def start(self, endpoint: dict[str, Any] | None = None, config: bool = True,
-              env: dict[str, str] | None = None, timeout: float = 10.0, **sections: Any) -> Node:
+              env: dict[str, str] | None = None, timeout: float = 10.0, **sections: Any) -> ServerProcess:
         """``endpoint`` (merged over host 127.0.0.1) and any other ``sections`` are written to
         a vm.yml; ``config=False`` runs on the embedded defaults with no --config at all."""
         index = len(self.nodes)
@@ -219,7 +220,7 @@ class NodeStarter:
             args = ["--config", str(path)]
         log_path = self.folder / f"node{index}.log"
         proc = spawn_node(args, log_path, {"PORT": "0", **(env or {})})
-        node = Node(proc, log_path)
+        node = ServerProcess(proc, log_path)
         self.nodes.append(node)
 
         def serving() -> re.Match[str] | None:

@@ -139,7 +139,7 @@ class PhoenixClient:
 
 
 class Serving(Protocol):
-    """What serves websockets: a test node (real_node.Node, node_processes.NodeProcess)."""
+    """What serves websockets: a test node (server_process.ServerProcess, node_processes.NodeProcess)."""
     host: str
     port: int
 
@@ -171,7 +171,7 @@ async def assert_shout_reaches(sender: PhoenixClient, receivers: list[PhoenixCli
             f"on {client.host}:{client.port}: {frame.raw}"
 
     results = await asyncio.gather(*(one(c) for c in receivers), return_exceptions=True)
-    failed = [(f"{c.host}:{c.port}", r) for c, r in zip(receivers, results) if isinstance(r, BaseException)]
+    failed = [(f"{c.host}:{c.port}", r) for c, r in zip(receivers, results, strict=True) if isinstance(r, BaseException)]
     assert not failed, (f"shout {message!r} from {sender.host}:{sender.port} did not reach every client: "
                         f"{failed}")
 
