@@ -358,7 +358,9 @@ def send(sender: PresenceState, receiver: PresenceState) -> Changes:
 
 def test_list_and_diffs_have_phoenix_shapes() -> None:
     a, b = pair()
-    joined = a.join("conn1", "room:1", "alice", {"status": "online"})
+    given_meta = {"status": "online"}
+    joined = a.join("conn1", "room:1", "alice", given_meta)
+    given_meta["status"] = "changed later by the caller"
     [meta] = joined["room:1"].joins["alice"]
     assert isinstance(meta["phx_ref"], str) and meta["status"] == "online"
     assert joined["room:1"].payload() == {"joins": {"alice": {"metas": [meta]}}, "leaves": {}}
