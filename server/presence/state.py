@@ -86,7 +86,8 @@ class MalformedState(PresenceError, ValueError):
 class Limits:
     """Caps that keep one topic, one node or one peer's message from growing without bound."""
 
-    # Checked when a local connection joins. Joins on different nodes at the same moment can
+    # Checked when a local connection joins, counting every presence held for the topic,
+    # those of down replicas too (they come back). Joins on different nodes at the same moment can
     # take a topic past it cluster-wide, by at most one join per node; a remote owner's
     # presences are never refused, since refusing them would keep replicas from converging.
     max_per_topic: int = 20_000
