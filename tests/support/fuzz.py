@@ -354,6 +354,9 @@ class _FakeNode:
     def set_receiver(self, receiver: Callable[[str, bytes], None]) -> None:
         self.receiver = receiver
 
+    def set_publisher(self, publisher: Callable[[Any], None]) -> None:
+        self.publisher = publisher
+
     def broadcast(self, payload: bytes) -> None:
         pass
 
