@@ -20,8 +20,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from phoenix_client import PhoenixClient, assert_shout_reaches, join_room
-from real_node import Node, async_wait_until, free_port, run_node, spawn_node, wait_until
+from support.phoenix_client import PhoenixClient, assert_shout_reaches, join_room
+from support.server_process import ServerProcess, async_wait_until, free_port, run_node, spawn_node, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -42,7 +42,7 @@ def dist_ports(hosts: list[str]) -> int:
             continue
 
 
-class Host(Node):
+class Host(ServerProcess):
     """One supervised ``python -m server`` with ``node.workers: 2``, serving on ``host``."""
 
     def __init__(self, folder: Path, host: str, dist_port: int | None, sync: list[str] = ()) -> None:
