@@ -64,9 +64,7 @@ class Host(ServerProcess):
         found = {}
         for pid in map(int, children):
             with contextlib.suppress(OSError):
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                index = next(int(v.split(b"=", 1)[1]) for v in environ if v.startswith(b"GOSSIPY_WORKER="))
-                found[index] = pid
+                found[int(environment(pid, "GOSSIPY_WORKER"))] = pid
         self.seen_workers.update(found.values())
         return found
 
@@ -94,6 +92,13 @@ class Host(ServerProcess):
                     return index
         raise AssertionError(f"no worker holds the websocket from port {client_port}")
 
+    async def stop_expecting_1001(self, clients: list[PhoenixClient]) -> None:
+        """SIGTERM to the supervisor: every client gets 1001, and it exits 0."""
+        self.send_signal(signal.SIGTERM)
+        for client in clients:
+            assert await client.expect_close() == 1001
+        assert await self.exit_status(15) == 0
+
     def stop_all(self) -> None:
         """SIGTERM to the supervisor; SIGKILL, by PID, to whatever of it and its workers lingers."""
         with contextlib.suppress(ProcessLookupError, OSError):
@@ -108,6 +113,12 @@ class Host(ServerProcess):
         for pid in self.seen_workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def environment(pid: int, name: str) -> bytes:
+    """The value of ``name`` in the environment process ``pid`` started with."""
+    prefix = name.encode() + b"="
+    return next(v[len(prefix):] for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if v.startswith(prefix))
 
 
 @contextlib.contextmanager
@@ -159,10 +170,7 @@ async def test_two_workers_share_the_port_a_shout_crosses_and_a_killed_worker_co
         on = await clients_on_every_worker(host)
         await assert_shout_reaches(on[1], list(on.values()), "to the new worker 2")
 
-        host.send_signal(signal.SIGTERM)
-        for client in on.values():
-            assert await client.expect_close() == 1001
-        assert await host.exit_status(15) == 0
+        await host.stop_expecting_1001(list(on.values()))
         assert host.has_line("every worker has stopped")
         assert not host.lines(r" (ERROR|CRITICAL) |Traceback"), host.log()
 
@@ -172,18 +180,14 @@ async def test_workers_of_a_node_with_no_name_share_broadcasts_under_a_cookie_no
         names = {"gossipy@127.0.0.1", "gossipy-2@127.0.0.1"}
         await async_wait_until(lambda: meshed(host, names), 20, "the workers to link")
         workers = host.workers()
-        environ = Path(f"/proc/{workers[1]}/environ").read_bytes().split(b"\0")
-        cookie = next(v.split(b"=", 1)[1] for v in environ if v.startswith(b"GOSSIPY_WORKER_COOKIE="))
+        cookie = environment(workers[1], "GOSSIPY_WORKER_COOKIE")
         assert len(cookie) >= 32
         for pid in [host.pid, *workers.values()]:
             assert cookie not in Path(f"/proc/{pid}/cmdline").read_bytes()
         assert cookie.decode() not in host.log()
         on = await clients_on_every_worker(host)
         await assert_shout_reaches(on[2], list(on.values()), "across the loopback cluster")
-        host.send_signal(signal.SIGTERM)
-        for client in on.values():
-            assert await client.expect_close() == 1001
-        assert await host.exit_status(15) == 0
+        await host.stop_expecting_1001(list(on.values()))
 
 
 def test_two_hosts_of_two_workers_mesh_fully(tmp_path) -> None:
