@@ -200,7 +200,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1,
                    help="run the fixed loads this many times (before/after alternating); ratios use medians")
     p.add_argument("--baseline", metavar="JSONL", help="a results.jsonl of an earlier run to print ratios against")
-    p.add_argument("--systems", type=_csv(str), default=None, help="of single,redis,gossipy (default: all; quick: single,gossipy)")
+    p.add_argument("--systems", type=_csv(str), default=None, help="of single,redis,gossipy,workers (default: single,redis,gossipy; quick: single,gossipy)")
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--senders", type=int, default=10)
     p.add_argument("--rates", type=_csv(float), default=[5000.0, 20000.0], help="fixed loads, deliveries/s")

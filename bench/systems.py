@@ -29,6 +29,7 @@ ADDRESSES = {
     "redis-server": "127.0.0.110",
     "gossipy": ["127.0.0.121", "127.0.0.122", "127.0.0.123"],
     "gossipy-joiner": "127.0.0.124",
+    "workers": "127.0.0.140",
     "release": "127.0.0.130",
 }
 
@@ -144,15 +145,19 @@ class System:
         out.update(self.extra)
         return out
 
+    def server_pids(self) -> dict[str, int]:
+        """The PIDs that count as the server, by label: CPU and memory are read from these."""
+        return {label: p.pid for label, p in self.server_procs().items() if p.alive()}
+
     def cpu_seconds(self) -> dict[str, float]:
-        return {label: procs.cpu_seconds(p.pid) for label, p in self.server_procs().items() if p.alive()}
+        return {label: procs.cpu_seconds(pid) for label, pid in self.server_pids().items()}
 
     def system_seconds(self) -> float:
         """Kernel CPU seconds of all server processes (syscalls: socket reads, writes, epoll)."""
-        return sum(procs.cpu_times(p.pid)[1] for p in self.server_procs().values() if p.alive())
+        return sum(procs.cpu_times(pid)[1] for pid in self.server_pids().values())
 
     def rss_bytes(self) -> dict[str, int]:
-        return {label: procs.rss_bytes(p.pid) for label, p in self.server_procs().items() if p.alive()}
+        return {label: procs.rss_bytes(pid) for label, pid in self.server_pids().items()}
 
     def check_alive(self) -> None:
         for label, p in self.server_procs().items():
@@ -254,6 +259,40 @@ class Gossipy(System):
         return time.monotonic() - t0
 
 
+class Workers(System):
+    """One node of ``node.workers: 2`` (named, as a distributed node is, so that its workers'
+    peer streams stay on this system's own address). Run with ``--no-pin`` beside ``single``:
+    pinned, every system's servers share one core, and two workers can only cost more."""
+
+    name = "workers"
+    description = "one node of 2 worker processes (node.workers: 2) sharing its port"
+    count = 2
+
+    def start(self) -> None:
+        host = ADDRESSES["workers"]
+        node = self.start_node("node1", host, env=self.env(RELEASE_NODE=f"gossipy@{host}", RELEASE_DISTRIBUTION="name",
+                                                           RELEASE_COOKIE=secrets.token_urlsafe(24)),
+                               extra={"node": {"workers": self.count, "dist_port": procs.common_free_port([host])}})
+        procs.wait_for(f"{self.count} linked workers serving on {node.http}", lambda: self._linked(node),
+                       START_TIMEOUT, alive=node.proc.alive)
+
+    def _linked(self, node: RunningServer) -> bool:
+        # Each HTTP request is a new connection, which the kernel gives to either worker.
+        views = {}
+        for _ in range(10 * self.count):
+            view = node.cluster(0.5)
+            views[view["node"]] = view["nodes"]
+        return len(views) == self.count and all(len(peers) == self.count - 1 for peers in views.values())
+
+    def server_pids(self) -> dict[str, int]:
+        """The supervisor and its workers (its children)."""
+        pids = super().server_pids()
+        for node in self.nodes:
+            children = procs.children(node.proc.pid)
+            pids.update({f"{node.label}-worker{i}": pid for i, pid in enumerate(children, 1)})
+        return pids
+
+
 def meshed(nodes: list[RunningServer]) -> bool:
     names = {Gossipy.node_name(n.host) for n in nodes}
     for node in nodes:
@@ -267,7 +306,7 @@ def freeze(proc: procs.Proc) -> None:
     proc.signal(signal.SIGSTOP)
 
 
-SYSTEMS = {cls.name: cls for cls in (Single, RedisWay, Gossipy)}
+SYSTEMS = {cls.name: cls for cls in (Single, RedisWay, Gossipy, Workers)}
 
 
 class SystemRunner:

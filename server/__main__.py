@@ -86,6 +86,10 @@ def main() -> None:
     if args.command == "describe":
         sys.stdout.write(json.dumps(settings.describe(), indent=2) + "\n")
         sys.exit(0)
+    if settings.workers > 1 and settings.worker is None:
+        from .supervisor import Supervisor
+
+        sys.exit(Supervisor(settings).run())
     from .app import run
 
     # uvloop: the event loop and asyncio streams in C, which node-to-node traffic pays for (README, Dependencies).

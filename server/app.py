@@ -146,7 +146,8 @@ class Server:
         self._http = HTTPServer(application, max_body_size=MAX_BODY,
                                 idle_connection_timeout=endpoint.server_timeout)
         try:
-            listening = bind_sockets(endpoint.port, endpoint.host)
+            # Workers each bind the one port; the kernel spreads new connections over them.
+            listening = bind_sockets(endpoint.port, endpoint.host, reuse_port=self.settings.workers > 1)
         except OSError as exc:
             if self.cluster is not None:
                 await self.cluster.stop()
@@ -154,7 +155,7 @@ class Server:
         self._http.add_sockets(listening)
         self.port = listening[0].getsockname()[1]
         log.info("node %s serving websockets on %s:%d%s", self.name, endpoint.host, self.port,
-                 f", distribution on {distribution.listen_address}:{distribution.port}"
+                 f", distribution on {distribution.listen_address}:{self.cluster.port}"
                  if self.cluster is not None else " (not distributed)")
 
     async def stop(self) -> None:

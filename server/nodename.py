@@ -3,7 +3,11 @@
 A *long* name's host is dotted or an IPv6 address (``gossipy@10.1.2.3``, ``gossipy@ws1.example``);
 a *short* name's is neither (``gossipy@ws1``). A cluster uses one kind only, so a name of the
 other kind is refused wherever it appears (settings, a peer's handshake, a member list). The
-host part is where the node is dialed.
+host part is where the node is dialed; the port is the cluster's ``dist_port``, moved by a
+*worker* suffix: a host running several node processes (``node.workers``) names its first
+``gossipy@ws1`` and the others ``gossipy-2@ws1``, ``gossipy-3@ws1``..., and worker K listens on
+``dist_port + K - 1``. So any node can dial any name it learns, with no port in the member
+list, and the first worker answers to the name a one-process node has.
 
 This module is the one place that knows the grammar; settings and the cluster word their own
 errors around :class:`NodeNameError`.
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_WORKER = re.compile(r"^(.+)-([1-9][0-9]*)$")
+MAX_PORT = 65535
 
 
 class NodeNameError(ValueError):
@@ -66,6 +72,31 @@ class NodeName:
     @property
     def long(self) -> bool:
         return _is_long_host(self.host)
+
+    @property
+    def worker(self) -> int:
+        """Which worker of its host this name is: K for ``NAME-K`` (K >= 2), else 1."""
+        match = _WORKER.match(self.name)
+        return int(match.group(2)) if match and int(match.group(2)) >= 2 else 1
+
+    @property
+    def first(self) -> NodeName:
+        """The name of worker 1 of this name's host: the node's name, as configured."""
+        worker = self.worker
+        return self if worker == 1 else NodeName(self.name[:-len(f"-{worker}")], self.host)
+
+    def for_worker(self, index: int) -> NodeName:
+        """The name of worker ``index`` (from 1) of this name's host."""
+        first = self.first
+        return first if index == 1 else NodeName(f"{first.name}-{index}", self.host)
+
+    def port(self, base: int) -> int:
+        """The distribution port of this node in a cluster whose ``dist_port`` is ``base``;
+        raises NodeNameError if its worker number puts it past the last port."""
+        port = base + self.worker - 1
+        if port > MAX_PORT:
+            raise NodeNameError(f"{self}: worker {self.worker}'s port, {base} + {self.worker - 1}, is over {MAX_PORT}")
+        return port
 
     def __str__(self) -> str:
         return f"{self.name}@{self.host}"

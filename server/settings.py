@@ -41,6 +41,14 @@ ENV_APP = "GOSSIPY_APP"
 # The app a node serves when vm.yml names none: the article's chat.
 DEFAULT_APP = "server.chat"
 
+ENV_WORKERS = "GOSSIPY_WORKERS"
+# Set by the supervisor (server/supervisor.py) in the environment of the processes it starts:
+# which worker this process is, and the cookie of a cluster of workers that has no node name.
+ENV_WORKER = "GOSSIPY_WORKER"
+ENV_WORKER_COOKIE = "GOSSIPY_WORKER_COOKIE"
+# Where the workers of a node with no name find each other: only processes of this host can.
+LOCAL_HOST = "127.0.0.1"
+
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # A DNS name as resolvers take it: labels of letters, digits, "-" and "_" (Docker and
@@ -158,6 +166,7 @@ class Distribution:
     node: str | None = None
     longnames: bool = False
     cookie: Cookie | None = None
+    # The cluster's dist_port: worker K of a host listens on port + K - 1 (nodename).
     port: int = 4370
     bind: str | None = None
     sync_nodes_optional: tuple[str, ...] = ()
@@ -201,6 +210,10 @@ class Settings:
     api: Api = Api()
     auth: Auth = Auth()
     tmp_dir: str | None = None
+    # Node processes on this host (node.workers); over 1, foreground supervises them.
+    workers: int = 1
+    # Which of them this process is (1..workers), None in the supervisor or a lone node.
+    worker: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """The settings as plain data, secrets masked: for `bin/gossipy describe` and logs."""
@@ -256,6 +269,10 @@ def _module_name(v: Any) -> bool:
 _APP_EXPECTED = "a Python module name such as myapp or examples.notifications.app"
 
 
+def _workers(v: Any) -> bool:
+    return v == "auto" or _positive_int(v)
+
+
 def _origin_setting(v: Any) -> bool:
     return isinstance(v, bool) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
 
@@ -268,6 +285,7 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "dist_port": (_port, "a TCP port number (0-65535)"),
         "dist_bind": (_string, "an address to bind the distribution port"),
         "tls": (_tls, "a mapping of certfile, keyfile and cafile (paths of PEM files)"),
+        "workers": (_workers, "a positive integer, or auto (one per core)"),
     },
     "endpoint": {
         "host": (_string, "an address to bind the HTTP port"),
@@ -485,7 +503,7 @@ def short_hostname() -> str:
     return socket.gethostname().split(".", 1)[0]
 
 
-def _node_name(name: str, longnames: bool, what: str) -> str:
+def _node_name(name: str, longnames: bool, what: str) -> NodeName:
     """Checks NAME@HOST and that it is of this node's kind (sname: short; name: long)."""
     try:
         parsed = NodeName.parse(name)
@@ -495,7 +513,7 @@ def _node_name(name: str, longnames: bool, what: str) -> str:
         raise SettingsError(f"{what}: {name!r} is a {kind(parsed.long)} name, but this node uses "
                             f"{kind(longnames)} names ({'name' if longnames else 'sname'}:); "
                             f"short and long names do not mix")
-    return name
+    return parsed
 
 
 def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str | None, bool]:
@@ -522,7 +540,32 @@ def _resolve_node(node: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[
         else:
             host = short_hostname()
         value = f"{value}@{host}"
-    return _node_name(value, longnames, "node name"), longnames
+    _node_name(value, longnames, "node name")
+    return value, longnames
+
+
+def cpu_count() -> int:
+    """The cores this process may run on: its CPU affinity (which a container's cpuset narrows)."""
+    return len(os.sched_getaffinity(0))
+
+
+def _resolve_workers(node: Mapping[str, Any], environ: Mapping[str, str]) -> int:
+    value: Any = node.get("workers", 1)
+    if ENV_WORKERS in environ:
+        text = environ[ENV_WORKERS].strip()
+        value = text if text == "auto" else int(text) if text.isdigit() else None
+        if not _workers(value):
+            raise SettingsError(f"{ENV_WORKERS}={environ[ENV_WORKERS]!r}: expected a positive integer or auto")
+    return cpu_count() if value == "auto" else int(value)
+
+
+def _resolve_worker(environ: Mapping[str, str], workers: int) -> int | None:
+    if ENV_WORKER not in environ:
+        return None
+    text = environ[ENV_WORKER]
+    if not text.isdigit() or not 1 <= int(text) <= workers:
+        raise SettingsError(f"{ENV_WORKER}={text!r}: expected a worker number from 1 to {workers}")
+    return int(text)
 
 
 def _dns_cluster_query(kernel: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -593,10 +636,37 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     app = environ.get(ENV_APP, data.get("app", DEFAULT_APP)).strip()
     if not _module_name(app):
         raise SettingsError(f"{ENV_APP}={app!r}: expected {_APP_EXPECTED}")
+    dist_port = node.get("dist_port", Distribution.port)
+    tls = Tls(**node["tls"]) if "tls" in node else None
+
+    workers = _resolve_workers(node, environ)
+    worker = _resolve_worker(environ, workers)
+    if workers > 1 and endpoint.port == 0:
+        raise SettingsError(f"endpoint.port 0 (any free port) cannot be shared by {workers} workers: "
+                            f"give a port number (or {ENV_PORT})")
+    if workers > 1 and name is not None and NodeName.parse(name).worker > 1:
+        raise SettingsError(f"node name {name!r}: with workers, the name must not end in -<number>, "
+                            f"which names the host's other workers ({name}-2, ...)")
+    if worker is not None:
+        if name is None:
+            # Workers share broadcasts through a cluster even when the node has no name: one
+            # of their own, on loopback, under a cookie the supervisor made up for them.
+            name, longnames = f"{release.get('name', Settings.release)}@{LOCAL_HOST}", True
+            cookie_text = environ.get(ENV_WORKER_COOKIE)
+            sync_optional, sync_mandatory, tls = (), (), None
+            if not cookie_text:
+                raise SettingsError(f"worker {worker} of a node with no name needs {ENV_WORKER_COOKIE} "
+                                    f"(its supervisor sets it)")
+        first = NodeName.parse(name)
+        sync_optional += tuple(str(first.for_worker(k)) for k in range(1, workers + 1))
+        name = str(first.for_worker(worker))
 
     if name is not None:
-        for listed in sync_optional + sync_mandatory:
-            _node_name(listed, longnames, "sync_nodes")
+        for listed in (name,) + sync_optional + sync_mandatory:
+            try:
+                _node_name(listed, longnames, "sync_nodes").port(dist_port)
+            except NodeNameError as exc:
+                raise SettingsError(f"node.dist_port {dist_port}: {exc}") from None
         if not cookie_text:
             raise SettingsError(f"node {name} is distributed but has no cookie: set node.cookie "
                                 f"in vm.yml or {ENV_COOKIE}")
@@ -607,13 +677,13 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         node=name,
         longnames=longnames,
         cookie=Cookie(cookie_text) if cookie_text else None,
-        port=node.get("dist_port", Distribution.port),
+        port=dist_port,
         bind=node.get("dist_bind"),
         sync_nodes_optional=sync_optional,
         sync_nodes_mandatory=sync_mandatory,
         sync_nodes_timeout_ms=kernel.get("sync_nodes_timeout", Distribution.sync_nodes_timeout_ms),
         net_ticktime=float(kernel.get("net_ticktime", Distribution.net_ticktime)),
-        tls=Tls(**node["tls"]) if "tls" in node else None,
+        tls=tls,
         dns_cluster_query=dns_cluster_query,
         dns_cluster_interval_ms=kernel.get("dns_cluster_interval", Distribution.dns_cluster_interval_ms),
     )
@@ -633,6 +703,8 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
         auth=Auth(jwt_secret=JwtSecret(jwt_secret) if jwt_secret else None,
                   jwt_algorithms=tuple(auth.get("jwt_algorithms", Auth.jwt_algorithms))),
         tmp_dir=environ.get(ENV_TMP, release.get("tmp_dir")),
+        workers=workers,
+        worker=worker,
     )
 
 

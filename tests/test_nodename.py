@@ -40,3 +40,26 @@ def test_ip_addresses_are_told_from_host_names() -> None:
 
 def test_the_kind_for_messages() -> None:
     assert (kind(True), kind(False)) == ("long", "short")
+
+
+@pytest.mark.parametrize("text, worker", [
+    ("gossipy@ws1", 1), ("gossipy-2@ws1", 2), ("gossipy-12@ws1", 12), ("a-b-3@h", 3),
+    ("gossipy-1@ws1", 1), ("gossipy-0@ws1", 1), ("gossipy-02@ws1", 1), ("gossipy-x@ws1", 1), ("a_b-9@h_o-st", 9),
+])
+def test_a_name_ending_in_a_number_from_2_is_that_worker_of_its_host(text: str, worker: int) -> None:
+    assert NodeName.parse(text).worker == worker
+
+
+def test_worker_names_and_ports_derive_from_the_first_workers_name() -> None:
+    first = NodeName.parse("gossipy@ws1")
+    assert [str(first.for_worker(k)) for k in (1, 2, 3)] == ["gossipy@ws1", "gossipy-2@ws1", "gossipy-3@ws1"]
+    assert [first.for_worker(k).port(4370) for k in (1, 2, 3)] == [4370, 4371, 4372]
+    assert NodeName.parse("gossipy-2@ws1").port(65534) == 65535
+    with pytest.raises(NodeNameError, match="gossipy-3@ws1: worker 3's port, 65534 \\+ 2, is over 65535"):
+        NodeName.parse("gossipy-3@ws1").port(65534)
+
+
+def test_a_workers_name_leads_back_to_its_hosts_first_worker() -> None:
+    second = NodeName.parse("gossipy-2@ws1")
+    assert str(second.first) == "gossipy@ws1" and str(second.for_worker(3)) == "gossipy-3@ws1"
+    assert NodeName.parse("a-1@h").first == NodeName.parse("a-1@h")

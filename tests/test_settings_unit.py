@@ -283,3 +283,51 @@ def test_dns_cluster_query_needs_a_long_name_with_an_ip_host(environ: dict[str, 
     for node in ("gossipy@10.0.0.5", "gossipy@fd00::5"):
         loaded = settings.load(environ={"RELEASE_COOKIE": "c", "DNS_CLUSTER_QUERY": "ws", "RELEASE_NODE": node})
         assert loaded.distribution.dns_cluster_query == ("ws",)
+
+
+def test_workers_default_to_one_and_come_from_the_document_or_the_environment() -> None:
+    assert settings.settings_from({}, {}).workers == 1
+    assert settings.settings_from({"node": {"workers": 3}}, {}).workers == 3
+    assert settings.settings_from({"node": {"workers": 3}}, {"GOSSIPY_WORKERS": "2"}).workers == 2
+    assert settings.settings_from({"node": {"workers": "auto"}}, {}).workers == settings.cpu_count()
+    assert settings.settings_from({}, {"GOSSIPY_WORKERS": "auto"}).workers == settings.cpu_count()
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(SettingsError, match="GOSSIPY_WORKERS=.*expected a positive integer or auto"):
+            settings.settings_from({}, {"GOSSIPY_WORKERS": bad})
+
+
+def test_a_worker_gets_its_name_port_and_siblings_from_the_hosts_settings() -> None:
+    data = {"node": {"name": "gossipy@127.0.0.2", "cookie": "c", "dist_port": 5000, "workers": 3},
+            "kernel": {"sync_nodes_optional": ["gossipy@127.0.0.3"]}}
+    host = settings.settings_from(data, {})
+    assert (host.distribution.node, host.worker) == ("gossipy@127.0.0.2", None)
+    second = settings.settings_from(data, {"GOSSIPY_WORKER": "2"})
+    assert (second.distribution.node, second.worker, second.distribution.port) == ("gossipy-2@127.0.0.2", 2, 5000)
+    assert second.distribution.sync_nodes_optional == ("gossipy@127.0.0.3", "gossipy@127.0.0.2",
+                                                       "gossipy-2@127.0.0.2", "gossipy-3@127.0.0.2")
+    with pytest.raises(SettingsError, match="GOSSIPY_WORKER='4': expected a worker number from 1 to 3"):
+        settings.settings_from(data, {"GOSSIPY_WORKER": "4"})
+
+
+def test_workers_of_a_node_with_no_name_form_a_cluster_on_loopback_under_the_supervisors_cookie() -> None:
+    data = {"node": {"workers": 2}, "kernel": {"sync_nodes_optional": ["gossipy@ws9"]}}
+    assert settings.settings_from(data, {}).distribution.node is None
+    worker = settings.settings_from(data, {"GOSSIPY_WORKER": "2", "GOSSIPY_WORKER_COOKIE": "made-up"})
+    distribution = worker.distribution
+    assert (distribution.node, distribution.longnames, distribution.listen_address) == (
+        "gossipy-2@127.0.0.1", True, "127.0.0.1")
+    assert distribution.sync_nodes_optional == ("gossipy@127.0.0.1", "gossipy-2@127.0.0.1")
+    assert distribution.cookie == settings.Cookie("made-up")
+    with pytest.raises(SettingsError, match="needs GOSSIPY_WORKER_COOKIE"):
+        settings.settings_from(data, {"GOSSIPY_WORKER": "2"})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"node": {"workers": 2}, "endpoint": {"port": 0}}, "endpoint.port 0 .* cannot be shared by 2 workers"),
+    ({"node": {"workers": 2, "name": "chat-2@127.0.0.2", "cookie": "c"}}, "must not end in -<number>"),
+    ({"node": {"workers": 3, "name": "g@127.0.0.2", "cookie": "c", "dist_port": 65534}},
+     "node.dist_port 65534: g-3@127.0.0.2: worker 3's port, 65534 \\+ 2, is over 65535"),
+])
+def test_workers_that_cannot_work_are_refused(data: dict[str, dict[str, object]], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        settings.settings_from(data, {"GOSSIPY_WORKER": "1"})

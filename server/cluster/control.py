@@ -45,7 +45,7 @@ async def query(distribution: Distribution, question: str, timeout: float = 5.0,
         raise ControlError("this node is not distributed (no node name), so it cannot be asked")
     name = distribution.node
     host = discovery.own_address(distribution) or "127.0.0.1"
-    port = distribution.port
+    port = discovery.address(name, distribution)[1]
     where = f"{name} at {host}:{port}"
     me = Identity(f"ctl{os.getpid()}_{secrets.token_hex(3)}@{distribution.host}", new_creation(),
                   distribution.longnames)

@@ -1,10 +1,13 @@
 """Where candidate nodes come from, and where to dial them.
 
-The candidates are the configured sync_nodes lists and, with ``kernel.dns_cluster_query``,
-the A/AAAA records of DNS names (:class:`DnsPoller`, Elixir's dns_cluster). A node's address
-is the host part of its name (``gossipy@ws1`` -> ``ws1``, resolved when dialed;
-``gossipy@127.0.0.2`` -> 127.0.0.2) and the one distribution port every node of a cluster
-shares, the way a pinned ``inet_dist_listen_min`` replaces epmd.
+The candidates are the configured sync_nodes lists (which, in a worker, include the host's
+other workers) and, with ``kernel.dns_cluster_query``, the A/AAAA records of DNS names
+(:class:`DnsPoller`, Elixir's dns_cluster). A node's address is the host part of its name
+(``gossipy@ws1`` -> ``ws1``, resolved when dialed; ``gossipy@127.0.0.2`` -> 127.0.0.2) and the
+distribution port every node of a cluster shares, the way a pinned ``inet_dist_listen_min``
+replaces epmd, moved up by the worker number a name may carry (``gossipy-2@ws1`` -> ``ws1``,
+port + 1; see :mod:`server.nodename`). Both come from the name alone, so the member lists nodes
+exchange need no ports, and a one-process node is where it always was.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ def configured_nodes(distribution: Distribution) -> list[str]:
 
 
 def address(name: str, distribution: Distribution) -> tuple[str, int]:
-    """The host and port to dial for node ``name``."""
-    return NodeName.parse(name).host, distribution.port
+    """The host and port to dial for node ``name`` (and the port this node listens on, for its
+    own); raises NodeNameError for a worker number past the last port."""
+    parsed = NodeName.parse(name)
+    return parsed.host, parsed.port(distribution.port)
 
 
 def own_address(distribution: Distribution) -> str | None:
@@ -76,7 +81,9 @@ class DnsPoller:
         if distribution.node is None:
             raise ValueError("DNS discovery needs a node name (settings.distribution)")
         me = NodeName.parse(distribution.node)
-        self._name_part = me.name
+        # Every host's first worker (the only one of a one-process host); the others come by
+        # member exchange.
+        self._name_part = me.first.name
         self._own_ip = ipaddress.ip_address(me.host)
         self._queries = distribution.dns_cluster_query
         self._interval = distribution.dns_cluster_interval_ms / 1000

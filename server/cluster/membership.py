@@ -102,6 +102,8 @@ class Node:
         if distribution.node is None or distribution.cookie is None:
             raise ValueError("a cluster Node needs a node name and a cookie (settings.distribution)")
         self.name: str = distribution.node
+        # Where peers dial this node: dist_port, or a worker's port past it (discovery).
+        self.port = discovery.address(self.name, distribution)[1]
         self._dist = distribution
         self._cookie = distribution.cookie
         self._me = Identity(self.name, new_creation(), distribution.longnames)
@@ -134,7 +136,7 @@ class Node:
         """Listens on the distribution port, dials the configured nodes and those of the first
         DNS answer, and waits for them (sync_nodes_*); raises BootError if the port is taken or
         mandatory nodes are missing."""
-        host, port = self._dist.listen_address, self._dist.port
+        host, port = self._dist.listen_address, self.port
         if self._dist.tls is not None:
             try:
                 self._tls = tls.contexts(self._dist.tls)
@@ -373,7 +375,10 @@ class Node:
     def _admit(self, peer: Peer, claim: PeerInfo) -> Reason | None:
         if self._stopping:
             return Reason.NOT_ALLOWED
-        host, _ = discovery.address(claim.name, self._dist)
+        try:
+            host, _ = discovery.address(claim.name, self._dist)
+        except NodeNameError as exc:
+            raise HandshakeError(Reason.NOT_ALLOWED, str(exc)) from None
         if self._tls is not None and not tls.names_host(peer.extra("peercert"), host):
             raise HandshakeError(Reason.NOT_ALLOWED, f"its certificate does not name {host}, the "
                                                      f"host of the name it claims")
@@ -466,9 +471,11 @@ class Node:
         if not isinstance(name, str):
             return False
         try:
-            return NodeName.parse(name).long == self._dist.longnames
+            parsed = NodeName.parse(name)
+            parsed.port(self._dist.port)  # a worker number past the last port: not dialable
         except NodeNameError:
             return False
+        return parsed.long == self._dist.longnames
 
     def _nudge(self, name: str) -> None:
         want = self._wanted.get(name)

@@ -178,3 +178,15 @@ async def test_a_listed_node_that_went_down_is_redialed_and_logged_once(discover
 
 def lines(caplog: pytest.LogCaptureFixture, pattern: str, level: int = logging.DEBUG) -> list[str]:
     return [r.getMessage() for r in caplog.records if pattern in r.getMessage() and r.levelno >= level]
+
+
+def test_a_worker_is_dialed_on_the_port_its_number_adds_to_the_shared_one() -> None:
+    distribution = Distribution(port=4370)
+    assert discovery.address("gossipy-2@ws1", distribution) == ("ws1", 4371)
+    assert discovery.address("gossipy-4@127.0.0.2", distribution) == ("127.0.0.2", 4373)
+
+
+async def test_a_worker_finds_every_hosts_first_worker_in_dns() -> None:
+    dns, wanted = poller(Answers(ws=["10.0.0.1", "10.0.0.2"]), "ws", node="gossipy-2@10.0.0.1")
+    assert await dns.poll() == ["gossipy@10.0.0.2"]
+    assert wanted.calls == ["+gossipy@10.0.0.2"]
