@@ -18,8 +18,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from server.presence.state import (
-    AlreadyTracked, Changes, Limits, MalformedState, NodeFull, NotTracked, PresenceState, ReplicaId,
-    StateMessage, TopicFull, clocks_from_json, clocks_to_json,
+    AlreadyTracked,
+    Changes,
+    Limits,
+    MalformedState,
+    NodeFull,
+    NotTracked,
+    PresenceState,
+    ReplicaId,
+    StateMessage,
+    TopicFull,
+    clocks_from_json,
+    clocks_to_json,
 )
 
 NAMES = ("a@host", "b@host", "c@host")
