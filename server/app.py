@@ -26,6 +26,7 @@ from .auth import TokenVerifier, redact_uri
 from .channels import Channel, Socket
 from .channels.socket import Router
 from .channels.websocket import SocketRegistry, UpgradeHandler
+from .metrics import CONTENT_TYPE, Metrics, Sources
 from .pubsub import PubSub
 from .settings import Settings
 
@@ -53,6 +54,31 @@ class ClusterHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(self.server.cluster_view()))
 
 
+class ProbeHandler(tornado.web.RequestHandler):
+    """Asked every few seconds by a machine (Prometheus): never cached, and logged at DEBUG
+    only (see ``log_request``)."""
+
+    def initialize(self, server: "Server") -> None:
+        self.server = server
+
+    def compute_etag(self) -> None:
+        """No ETag: the answer is never cached, so hashing it would be wasted."""
+        return None
+
+    def answer(self, status: int, body: str | bytes, content_type: str = "application/json") -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
+class MetricsHandler(ProbeHandler):
+    """``GET /metrics``: Prometheus's text format."""
+
+    def get(self) -> None:
+        self.answer(200, self.server.metrics.exposition(), CONTENT_TYPE)
+
+
 class PageHandler(tornado.web.StaticFileHandler):
     """The pages people open in a browser, served by every node (no separate web server)."""
 
@@ -63,9 +89,11 @@ class PageHandler(tornado.web.StaticFileHandler):
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's access line (its logger, levels and format) for every request, with the value
     of each credential-like query parameter redacted: phoenix.js sends the connect token in the
-    websocket URL, and a token in a log is a token anyone reading the log can use."""
+    websocket URL, and a token in a log is a token anyone reading the log can use. Probes go
+    to it at DEBUG: every few seconds, per prober, they would bury the log."""
     status = handler.get_status()
-    log_method = access_log.info if status < 400 else access_log.warning if status < 500 else access_log.error
+    log_method = (access_log.debug if isinstance(handler, ProbeHandler) else access_log.info if status < 400
+                  else access_log.warning if status < 500 else access_log.error)
     request = handler.request
     log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri or ""),
                request.remote_ip, 1000.0 * request.request_time())
@@ -83,8 +111,9 @@ class Server:
                  socket_class: type[Socket] = Socket) -> None:
         """``routes`` and ``socket_class``: an app module's ``ROUTES`` and ``SOCKET``."""
         self.settings = settings
-        self.pubsub = PubSub()
-        self.registry = SocketRegistry(settings.endpoint.server_timeout)
+        self.metrics = Metrics(Sources(connections=lambda: len(self.registry.sockets)))
+        self.pubsub = PubSub(counts=self.metrics.counts)
+        self.registry = SocketRegistry(settings.endpoint.server_timeout, self.metrics.counts)
         self.router = Router(routes)
         self.socket_class = socket_class
         self.cluster: Node | None = None
@@ -115,6 +144,7 @@ class Server:
         new_socket = functools.partial(self.socket_class, self.token_verifier())
         return tornado.web.Application(
             [
+                (r"/metrics", MetricsHandler, dict(server=self)),
                 (r"/socket/websocket", UpgradeHandler,
                  dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry,
                       new_socket=new_socket)),

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple, Protocol
 
+from .metrics import Counts
+
 log = logging.getLogger("gossipy.pubsub")
 
 
@@ -43,8 +45,10 @@ class LocalOnly:
 
 
 class PubSub:
-    def __init__(self, adapter: Adapter | None = None) -> None:
+    def __init__(self, adapter: Adapter | None = None, counts: Counts | None = None) -> None:
         self.adapter: Adapter = adapter or LocalOnly()
+        # The node's; one of its own in unit tests.
+        self.counts = Counts() if counts is None else counts
         self._topics: dict[str, dict[Subscriber, None]] = {}
 
     def subscribe(self, topic: str, subscriber: Subscriber) -> None:
@@ -63,6 +67,7 @@ class PubSub:
     def broadcast(self, message: Broadcast, exclude: Subscriber | None = None) -> None:
         """To every subscriber of the topic on every node; ``exclude`` (broadcast_from) is
         skipped, and only here, where it is known."""
+        self.counts.local_broadcasts += 1
         self.adapter.broadcast(message)
         self.local_broadcast(message, exclude)
 

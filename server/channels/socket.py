@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from ..metrics import Counts
 from ..pubsub import Broadcast, PubSub
 from . import serializer as wire
 from .channel import Cancellable, Channel, JoinRefused, Reply, Scheduler, UnhandledEvent
@@ -58,18 +59,20 @@ class PhoenixSocket:
     (its assigns, its ``may_join``); ``scheduler`` runs ``send_after`` timers (by default the
     running asyncio loop)."""
 
-    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels", "user_socket",
-                 "assigns", "scheduler", "_mistakes_logged")
+    __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "counts", "channels",
+                 "user_socket", "assigns", "scheduler", "_mistakes_logged")
 
     def __init__(self, transport: Transport, serializer: Serializer, router: Router,
                  pubsub: PubSub, max_channels: int, peer: str, user_socket: Socket | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None, counts: Counts | None = None) -> None:
         self.transport = transport
         self.serializer = serializer
         self.router = router
         self.pubsub = pubsub
         self.max_channels = max_channels
         self.peer = peer
+        # The node's (websocket.SocketRegistry's); one of its own in unit tests.
+        self.counts = Counts() if counts is None else counts
         self.channels: dict[str, Channel] = {}
         self.user_socket = user_socket or Socket(None)
         # Read-only for the channels: a token's claims already are; what an app's connect set
@@ -153,6 +156,8 @@ class PhoenixSocket:
             self._reply(message, message.join_ref, "error", {"reason": "join crashed"})
         else:
             self.channels[message.topic] = channel
+            self.counts.joins += 1
+            self.counts.channels += 1
             self.pubsub.subscribe(message.topic, channel)
             log.info("JOIN %s to %s from %s", message.topic, channel_class.__name__, self.peer)
             self._reply(message, message.join_ref, "ok", {} if response is None else response)
@@ -246,7 +251,10 @@ class PhoenixSocket:
         terminate set included). Returns the event that tells the client: ``phx_close``, or
         ``phx_error`` when terminate raised (as Phoenix's socket reports a channel process that
         exited abnormally)."""
-        self.channels.pop(channel.topic, None)
+        # A channel can end twice (a crash in the handle_out of its own broadcast, then in its
+        # handle_in): the gauge counts what left the table.
+        if self.channels.pop(channel.topic, None) is not None:
+            self.counts.channels -= 1
         self.pubsub.unsubscribe(channel.topic, channel)
         try:
             channel.terminate(reason)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import tornado.web
 from tornado.iostream import IOStream, StreamClosedError
 
+from ..metrics import Counts
 from ..pubsub import PubSub
 from ..settings import Endpoint
 from . import rfc6455
@@ -67,8 +68,9 @@ class SocketRegistry:
     sweep finds the idle ones, and so each socket with frames waiting gets one write per
     event-loop iteration however many broadcasts reached it in that iteration."""
 
-    def __init__(self, server_timeout: float) -> None:
+    def __init__(self, server_timeout: float, counts: Counts) -> None:
         self.sockets: set[WebSocket] = set()
+        self.counts = counts
         self._server_timeout = server_timeout
         self._waiting: list[WebSocket] = []
         self._sweeper: asyncio.TimerHandle | None = None
@@ -151,7 +153,8 @@ class WebSocket(asyncio.Protocol):
         self.registry = registry
         self.peer = peer
         self.phoenix_socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub,
-                                                                  endpoint.max_channels, peer, user_socket)
+                                                                  endpoint.max_channels, peer, user_socket,
+                                                                  counts=registry.counts)
         self.reader = MessageReader(endpoint.max_frame_size)
         self.transport: asyncio.Transport | None = None
         self.last_seen = time.monotonic()
@@ -189,6 +192,7 @@ class WebSocket(asyncio.Protocol):
         self._handle(messages)
 
     def _handle(self, messages: list[tuple[int, str | bytes]]) -> None:
+        self.registry.counts.messages_received += len(messages)
         # Once we closed this socket (a bad frame, say) we only wait for the client's close:
         # nothing the client sent after the offence may reach the room, nor earn a pong.
         for opcode, payload in messages:
@@ -211,6 +215,7 @@ class WebSocket(asyncio.Protocol):
         # drop it at once (a close frame could not get through the full buffer anyway).
         log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
                     self.peer, self._outbound_limit)
+        self.registry.counts.slow_consumers += 1
         self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -298,9 +303,14 @@ class WebSocket(asyncio.Protocol):
         outbox, self._outbox = self._outbox, None
         if outbox is None or self.transport is None or self.transport.is_closing():
             return
+        data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
+        # Counted per flush, not per frame: a fan-out's frames cost one add each here.
+        counts = self.registry.counts
+        counts.messages_sent += len(outbox)
+        counts.written_bytes += len(data)
         # The transport queues what the kernel does not take at once; past outbound_buffer it
         # calls pause_writing, which drops the socket.
-        self.transport.write(b"".join(outbox) if len(outbox) > 1 else outbox[0])
+        self.transport.write(data)
 
     @property
     def closing(self) -> bool:
