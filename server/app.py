@@ -13,12 +13,15 @@ import json
 import logging
 import os
 import signal
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Iterable
 
 import tornado.web
 from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPServerRequest
 from tornado.log import access_log
 from tornado.netutil import bind_sockets
+from tornado.routing import Matcher, Rule
 
 from . import backend_api, chat
 from .apps import App
@@ -54,9 +57,17 @@ class ClusterHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(self.server.cluster_view()))
 
 
+class Phase(Enum):
+    """What ``GET /readyz`` says: 200 only when ready."""
+
+    BOOTING = "booting"
+    READY = "ready"
+    DRAINING = "draining"
+
+
 class ProbeHandler(tornado.web.RequestHandler):
-    """Asked every few seconds by a machine (Prometheus): never cached, and logged at DEBUG
-    only (see ``log_request``)."""
+    """Asked every few seconds by a machine (Docker, a balancer, Prometheus): never cached,
+    and logged at DEBUG only (see ``log_request``)."""
 
     def initialize(self, server: "Server") -> None:
         self.server = server
@@ -71,12 +82,48 @@ class ProbeHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
 
+    def status(self, code: int, status: str) -> None:
+        self.answer(code, f'{{"status":"{status}"}}\n')
+
+
+class HealthHandler(ProbeHandler):
+    """``GET /healthz``: the process serves HTTP (liveness)."""
+
+    def get(self) -> None:
+        self.status(200, "ok")
+
+
+class ReadyHandler(ProbeHandler):
+    """``GET /readyz``: 200 once boot sync is done; 503 before, and from SIGTERM on."""
+
+    def get(self) -> None:
+        self.server.readiness_probed = True
+        phase = self.server.phase
+        self.status(200 if phase is Phase.READY else 503, phase.value)
+
 
 class MetricsHandler(ProbeHandler):
     """``GET /metrics``: Prometheus's text format."""
 
     def get(self) -> None:
         self.answer(200, self.server.metrics.exposition(), CONTENT_TYPE)
+
+
+class Booting(Matcher):
+    """Matches every request while the node boots: only the probes (routed before it) answer
+    until boot sync is done, as no client was served before the node joined the cluster."""
+
+    def __init__(self, server: "Server") -> None:
+        self.server = server
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        return {} if self.server.phase is Phase.BOOTING else None
+
+
+class BootingHandler(tornado.web.RequestHandler):
+    def prepare(self) -> None:
+        self.set_status(503)
+        self.finish("node booting (boot sync in progress)\n")
 
 
 class PageHandler(tornado.web.StaticFileHandler):
@@ -90,9 +137,12 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's access line (its logger, levels and format) for every request, with the value
     of each credential-like query parameter redacted: phoenix.js sends the connect token in the
     websocket URL, and a token in a log is a token anyone reading the log can use. Probes go
-    to it at DEBUG: every few seconds, per prober, they would bury the log."""
+    to it at DEBUG: every few seconds, per prober, they would bury the log, and the 503s of
+    booting and draining would be errors (the node logs each change of readiness once
+    instead). A client turned away while the node boots is routine: INFO."""
     status = handler.get_status()
-    log_method = (access_log.debug if isinstance(handler, ProbeHandler) else access_log.info if status < 400
+    log_method = (access_log.debug if isinstance(handler, ProbeHandler)
+                  else access_log.info if status < 400 or isinstance(handler, BootingHandler)
                   else access_log.warning if status < 500 else access_log.error)
     request = handler.request
     log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri or ""),
@@ -119,6 +169,9 @@ class Server:
         self.cluster: Node | None = None
         self._http: HTTPServer | None = None
         self.port = settings.endpoint.port
+        self.phase = Phase.BOOTING
+        # Set by the first GET /readyz: only then does a stop wait out endpoint.drain_seconds.
+        self.readiness_probed = False
 
     @property
     def name(self) -> str:
@@ -144,7 +197,10 @@ class Server:
         new_socket = functools.partial(self.socket_class, self.token_verifier())
         return tornado.web.Application(
             [
+                (r"/healthz", HealthHandler, dict(server=self)),
+                (r"/readyz", ReadyHandler, dict(server=self)),
                 (r"/metrics", MetricsHandler, dict(server=self)),
+                Rule(Booting(self), BootingHandler),
                 (r"/socket/websocket", UpgradeHandler,
                  dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry,
                       new_socket=new_socket)),
@@ -158,10 +214,16 @@ class Server:
         )
 
     async def start(self) -> None:
-        """Joins the cluster first (boot sync may wait for the listed nodes), then serves."""
+        """Listens, joins the cluster (boot sync may wait for the listed nodes), then serves:
+        until then only the probes and /metrics answer (/readyz with 503). A worker listens
+        once it is ready instead: it shares the port with its siblings, and the kernel would
+        give it a share of new connections only to have them turned away."""
         distribution = self.settings.distribution
-        endpoint = self.settings.endpoint
-        application = self.application()  # first: a bad auth section stops the node before it joins
+        # First: a bad auth section stops the node before it listens or joins.
+        application = self.application()
+        workers = self.settings.workers > 1
+        if not workers:
+            self._listen(application)
         if distribution.node is not None:
             from .cluster import BootError, ClusterAdapter, Node
 
@@ -170,7 +232,25 @@ class Server:
             try:
                 await self.cluster.start()
             except BootError as exc:  # a taken distribution port too: Node.start raises BootError
+                if self._http is not None:
+                    self._http.stop()
+                    await self._http.close_all_connections()
                 raise StartupError(f"boot failed: {exc}") from None
+        if workers:
+            try:
+                self._listen(application)
+            except StartupError:
+                if self.cluster is not None:
+                    await self.cluster.stop()
+                raise
+        self.phase = Phase.READY
+        endpoint = self.settings.endpoint
+        log.info("node %s serving websockets on %s:%d%s", self.name, endpoint.host, self.port,
+                 f", distribution on {distribution.listen_address}:{self.cluster.port}"
+                 if self.cluster is not None else " (not distributed)")
+
+    def _listen(self, application: tornado.web.Application) -> None:
+        endpoint = self.settings.endpoint
         # A connection that has not sent its request headers within server_timeout is closed
         # (Tornado's default is an hour: a slow or silent client would hold a descriptor that long).
         self._http = HTTPServer(application, max_body_size=MAX_BODY,
@@ -179,18 +259,20 @@ class Server:
             # Workers each bind the one port; the kernel spreads new connections over them.
             listening = bind_sockets(endpoint.port, endpoint.host, reuse_port=self.settings.workers > 1)
         except OSError as exc:
-            if self.cluster is not None:
-                await self.cluster.stop()
             raise StartupError(f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}") from None
         self._http.add_sockets(listening)
         self.port = listening[0].getsockname()[1]
-        log.info("node %s serving websockets on %s:%d%s", self.name, endpoint.host, self.port,
-                 f", distribution on {distribution.listen_address}:{self.cluster.port}"
-                 if self.cluster is not None else " (not distributed)")
 
     async def stop(self) -> None:
-        """Stops accepting, closes websockets with 1001 so clients reconnect elsewhere, tells
-        the peers it is leaving, and waits (bounded) for the sockets to finish closing."""
+        """Drains (/readyz answers 503 while the node serves on for endpoint.drain_seconds, if
+        anything probes it), then stops accepting, closes websockets with 1001 so clients
+        reconnect elsewhere, tells the peers it is leaving, and waits (bounded) for the
+        sockets to finish closing."""
+        was_ready, self.phase = self.phase is Phase.READY, Phase.DRAINING
+        drain = self.settings.endpoint.drain_seconds
+        if was_ready and self.readiness_probed and drain > 0:
+            log.info("node %s draining: /readyz answers 503; closing websockets in %g s", self.name, drain)
+            await asyncio.sleep(drain)
         log.info("node %s stopping", self.name)
         if self._http is not None:
             self._http.stop()

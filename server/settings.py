@@ -125,6 +125,10 @@ class Endpoint:
     max_channels: int = 100
     outbound_buffer: int = 1024 * 1024
     shutdown_timeout: float = 5.0
+    # After SIGTERM, seconds /readyz answers 503 while the node still serves as before, so a
+    # balancer that probes it stops sending clients here before their websockets close (1001).
+    # Waited only if /readyz was ever probed: with no balancer watching, it would only delay.
+    drain_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,10 @@ def _positive_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
 
 
+def _non_negative_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
 def _positive_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
@@ -296,6 +304,7 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "max_channels": (_positive_int, "a positive integer"),
         "outbound_buffer": (_positive_int, "bytes, a positive integer"),
         "shutdown_timeout": (_positive_number, "seconds, a positive number"),
+        "drain_seconds": (_non_negative_number, "seconds, a number >= 0"),
     },
     "kernel": {
         "sync_nodes_optional": (_node_list, "a list of node names"),

@@ -1,16 +1,20 @@
-"""GET /metrics of a real node process, with real HTTP and websocket clients: the counters
-moving as clients connect, join, shout and leave."""
+"""GET /healthz, /readyz and /metrics of a real node process, with real HTTP and websocket
+clients: readiness through boot sync and the drain after SIGTERM, and the counters moving as
+clients connect, join, shout and leave."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from typing import Any, Awaitable, Callable
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
-from support.phoenix_client import Serving, assert_shout_reaches, join_room
+from support.node_processes import NodeProcesses
+from support.phoenix_client import PhoenixClient, Serving, assert_shout_reaches, join_room
 from support.server_process import POLL_INTERVAL, ServerProcess
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -38,6 +42,75 @@ async def scrape(node: Serving) -> Samples:
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(response.body.decode())
             for sample in family.samples}
+
+
+async def test_healthz_and_readyz_answer_ok_uncached_and_stay_out_of_the_log(node: ServerProcess) -> None:
+    for path, body in (("/healthz", b'{"status":"ok"}\n'), ("/readyz", b'{"status":"ready"}\n')):
+        for _ in range(3):
+            response = await get(node, path)
+            assert (response.code, response.body) == (200, body)
+            assert response.headers["Cache-Control"] == "no-store"
+            assert response.headers["Content-Type"] == "application/json"
+    await scrape(node)
+    page = await get(node, "/")
+    assert page.code == 200
+    await node.async_wait_for_line(r"200 GET / ")  # other requests keep their access line
+    assert not node.lines(r"/healthz|/readyz|/metrics"), node.log()
+    node.assert_clean()
+
+
+@pytest.mark.cluster
+async def test_readyz_is_503_during_boot_sync_and_only_the_probes_answer(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        booting = cluster.spawn(2, sync=[3])  # node 3 never comes: boot sync waits 3 s for it
+
+        async def answering() -> HTTPResponse | None:
+            try:
+                return await get(booting, "/readyz")
+            except OSError:  # not listening yet
+                return None
+
+        response = await until(answering, "the booting node to listen")
+        assert (response.code, response.body) == (503, b'{"status":"booting"}\n')
+        assert (await get(booting, "/healthz")).code == 200
+        assert (await get(booting, "/cluster")).code == 503
+        with pytest.raises(HTTPClientError) as refused:
+            await PhoenixClient.connect(booting.port, host=booting.host)
+        assert refused.value.code == 503
+        assert not booting.has_line("serving websockets")
+
+        async def ready() -> bool:
+            return (await get(booting, "/readyz")).code == 200
+
+        await until(ready, "boot sync to give up on the absent node")
+        assert booting.has_line(r"sync_nodes_optional: gossipy@127.0.0.3 not connected")
+        await join_room(booting)
+        booting.assert_clean()  # the 503s were not errors
+
+
+async def test_after_sigterm_readyz_is_503_while_the_node_serves_on_then_websockets_close(
+        start_node: Callable[..., ServerProcess]) -> None:
+    node = start_node(endpoint={"drain_seconds": 1.5})
+    assert (await get(node, "/readyz")).code == 200
+    sender, receiver = await join_room(node), await join_room(node)
+    node.send_signal(signal.SIGTERM)
+    await node.async_wait_for_line(r"draining: /readyz answers 503")
+    response = await get(node, "/readyz")
+    assert (response.code, response.body) == (503, b'{"status":"draining"}\n')
+    await assert_shout_reaches(sender, [sender, receiver], "still served while draining")
+    late = await join_room(node)  # a balancer that has not noticed yet still gets served
+    assert [await c.expect_close() for c in (sender, receiver, late)] == [1001, 1001, 1001]
+    assert await node.exit_status() == 0
+    assert not node.lines(r" (WARNING|ERROR|CRITICAL) |Traceback"), node.log()
+
+
+async def test_a_node_nobody_probes_for_readiness_stops_without_draining(start_node: Callable[..., ServerProcess]) -> None:
+    node = start_node(endpoint={"drain_seconds": 30})
+    client = await join_room(node)
+    node.send_signal(signal.SIGTERM)
+    assert await client.expect_close(timeout=5) == 1001
+    assert await node.exit_status() == 0
+    assert not node.has_line("draining")
 
 
 async def test_metrics_count_connections_joins_messages_and_broadcasts(node: ServerProcess) -> None:
