@@ -1,4 +1,4 @@
-"""``python -m server [--config FILE] [--env ENV] [foreground|ping|nodes|describe]``, or
+"""``python -m server [--config FILE] [--env ENV] [foreground|ping|nodes|describe|ready]``, or
 ``... broadcast TOPIC EVENT [PAYLOAD]`` (PAYLOAD a JSON object, ``{}`` when left out)."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import asyncio
 import json
 import logging
 import sys
+import urllib.error
+import urllib.request
 from typing import Any
 
 import uvloop
@@ -15,7 +17,10 @@ import uvloop
 from . import apps, publishing, strictjson
 from . import settings as settings_module
 
-COMMANDS = ("foreground", "ping", "nodes", "describe", "broadcast")
+COMMANDS = ("foreground", "ping", "nodes", "describe", "broadcast", "ready")
+# Docker's health check gives its command 30 s by default; a node that does not answer within
+# this is as good as down.
+READY_TIMEOUT = 3.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +64,22 @@ def _query(settings: settings_module.Settings, command: str, message: Any = None
     return 0
 
 
+def _ready(settings: settings_module.Settings) -> int:
+    """Asks the running node's ``GET /readyz`` on its own HTTP port: 0 if ready, else 1 (what
+    Docker's HEALTHCHECK expects)."""
+    endpoint = settings.endpoint
+    host = "127.0.0.1" if endpoint.host in ("0.0.0.0", "::", "") else endpoint.host
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{endpoint.port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=READY_TIMEOUT) as response:
+            sys.stdout.write(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as exc:  # 503: booting or draining
+        return _fail(f"{url}: {exc.code} {exc.read().decode().strip()}")
+    except OSError as exc:
+        return _fail(f"{url}: {exc}")
+
+
 def main() -> None:
     parser = _parser()
     args = parser.parse_args()
@@ -71,6 +92,8 @@ def main() -> None:
         sys.exit(_fail(str(exc), status=2))
     if args.command in ("ping", "nodes"):
         sys.exit(_query(settings, args.command))
+    if args.command == "ready":
+        sys.exit(_ready(settings))
     if args.command == "broadcast":
         try:
             message = _broadcast_message(args.arguments)

@@ -15,7 +15,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
 from support.node_processes import NodeProcesses
 from support.phoenix_client import PhoenixClient, Serving, assert_shout_reaches, join_room
-from support.server_process import POLL_INTERVAL, ServerProcess
+from support.server_process import POLL_INTERVAL, ServerProcess, run_node
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -57,6 +57,15 @@ async def test_healthz_and_readyz_answer_ok_uncached_and_stay_out_of_the_log(nod
     await node.async_wait_for_line(r"200 GET / ")  # other requests keep their access line
     assert not node.lines(r"/healthz|/readyz|/metrics"), node.log()
     node.assert_clean()
+
+
+def test_the_ready_command_exits_0_only_while_readyz_answers_200(node: ServerProcess) -> None:
+    """``bin/gossipy ready`` (the image's HEALTHCHECK), finding the port as the node does."""
+    ready = run_node("ready", env={"PORT": str(node.port)})
+    assert (ready.returncode, ready.stdout) == (0, '{"status":"ready"}\n'), ready.stderr
+    node.stop()
+    gone = run_node("ready", env={"PORT": str(node.port)})
+    assert gone.returncode == 1 and "/readyz" in gone.stderr, gone.stderr
 
 
 @pytest.mark.cluster

@@ -34,6 +34,7 @@ Usage: $(basename "$0") COMMAND [ARGUMENTS]
   broadcast TOPIC EVENT [PAYLOAD]
               send EVENT with PAYLOAD (a JSON object) to every subscriber of TOPIC on every
               node, through the running node's distribution channel
+  ready       ask the running node's GET /readyz; exit 0 if it serves clients (a health check)
 
 $REL_NAME $REL_VSN, environment $REL_ENV. Without a rebuild, RELEASE_COOKIE, RELEASE_NODE,
 RELEASE_DISTRIBUTION, RELEASE_SYNC_NODES and PORT override the embedded settings, whose
@@ -172,7 +173,7 @@ case ${1:-} in
     pid)
         running_pid || die "not running (no live node in $PIDFILE)"
         ;;
-    ping | nodes | describe | broadcast)
+    ping | nodes | describe | broadcast | ready)
         ensure_tmp
         find_python
         exec "$PYTHON" -I "$PEX" --config "$SETTINGS" "$@"

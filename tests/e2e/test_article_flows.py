@@ -268,3 +268,25 @@ def test_scale_out_with_dns_discovery(base_tree, trees_dir, make_cluster):
 
     asyncio.run(chat())
 
+
+def test_the_image_healthcheck_says_healthy_once_the_node_serves(base_tree, make_cluster):
+    """The Dockerfile's HEALTHCHECK (`bin/gossipy ready`: GET /readyz with the release's own
+    Python) runs in the image and turns both containers healthy."""
+    cluster = make_cluster(base_tree)
+    cluster.up()
+    cluster.wait_mesh(["ws1", "ws2"])
+    code, out = cluster.exec("ws1", "./bin/gossipy", "ready")
+    assert (code, out) == (0, '{"status":"ready"}\n'), f"`gossipy ready` in ws1: exit {code}, output {out!r}"
+
+    def health(service: str) -> dict:
+        """Docker's State.Health: Status, and the Log of the last checks (exit code, output)."""
+        container = cluster.container(service)
+        container.reload()
+        return container.attrs["State"]["Health"]
+
+    # The first check runs one interval (30 s) after the start; on a busy machine it may time out
+    # (the PEX bootstrap alone can take seconds), and the next comes an interval later.
+    deadline = time.monotonic() + 100
+    while {health(s)["Status"] for s in ("ws1", "ws2")} != {"healthy"}:
+        assert time.monotonic() < deadline, f"ws1: {health('ws1')}\nws2: {health('ws2')}"
+        time.sleep(0.5)
