@@ -8,6 +8,7 @@ optionally, a socket class with a connect hook); the cluster is switched on by s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -227,8 +228,11 @@ class Server:
         if distribution.node is not None:
             from .cluster import BootError, ClusterAdapter, Node
 
-            self.cluster = Node(distribution)
-            self.pubsub.adapter = ClusterAdapter(self.cluster, self.pubsub)
+            cluster = self.cluster = Node(distribution)
+            adapter = self.pubsub.adapter = ClusterAdapter(cluster, self.pubsub)
+            self.metrics.sources = dataclasses.replace(
+                self.metrics.sources, peer_broadcasts=lambda: adapter.received, peer_queues=cluster.send_queues,
+                refusals=lambda: cluster.refusals)
             try:
                 await self.cluster.start()
             except BootError as exc:  # a taken distribution port too: Node.start raises BootError

@@ -114,8 +114,8 @@ class _Collector:
         for peer, size in sorted(queues.items()):
             queued.add_metric([peer], size)
         yield queued
-        refused = CounterMetricFamily("gossipy_cluster_handshake_refusals", "Peer handshakes that ended in a "
-                                      "refusal, by reason (either side's).", labels=["reason"])
+        refused = CounterMetricFamily("gossipy_cluster_handshake_refusals", "Peer handshakes this node refused, or "
+                                      "was refused in, by the handshake's reason.", labels=["reason"])
         for reason, count in sorted(sources.refusals().items()):
             refused.add_metric([reason], count)
         yield refused

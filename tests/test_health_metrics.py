@@ -150,3 +150,33 @@ async def test_metrics_count_connections_joins_messages_and_broadcasts(node: Ser
     assert after[("gossipy_channel_joins_total", ())] == 2
     assert after[("gossipy_websocket_slow_consumers_dropped_total", ())] == 0
     node.assert_clean()
+
+
+@pytest.mark.cluster
+async def test_metrics_of_a_cluster_links_queues_broadcasts_from_peers_and_refusals(tmp_path) -> None:
+    async with NodeProcesses(tmp_path) as cluster:
+        a, b = cluster.start_many([2, 3])
+        await cluster.async_wait_for_mesh([a, b])
+        intruder = cluster.start(4, sync=[2], env={"RELEASE_COOKIE": "a-cookie-nobody-else-has"},
+                                 sections={"kernel": {"sync_nodes_timeout": 300}})
+        on_a, on_b = await join_room(a), await join_room(b)
+        await assert_shout_reaches(on_a, [on_a, on_b], "across")
+
+        async def refused() -> Samples | None:
+            samples = await scrape(a)
+            return samples if samples[("gossipy_cluster_handshake_refusals_total", (("reason", "bad_cookie"),))] \
+                else None
+
+        seen_by_a = await until(refused, "node 2 to count the wrong cookie")
+        assert seen_by_a[("gossipy_cluster_peer_links_up", ())] == 1
+        assert seen_by_a[("gossipy_cluster_peer_send_queue_bytes", (("peer", b.name),))] >= 0
+        assert seen_by_a[("gossipy_pubsub_broadcasts_total", (("origin", "local"),))] == 1
+        assert seen_by_a[("gossipy_cluster_handshake_refusals_total", (("reason", "duplicate_name"),))] == 0
+        seen_by_b = await scrape(b)
+        assert seen_by_b[("gossipy_pubsub_broadcasts_total", (("origin", "peer"),))] == 1
+        assert seen_by_b[("gossipy_pubsub_broadcasts_total", (("origin", "local"),))] == 0
+        seen_by_intruder = await scrape(intruder)
+        assert seen_by_intruder[("gossipy_cluster_peer_links_up", ())] == 0
+        assert seen_by_intruder[("gossipy_cluster_handshake_refusals_total", (("reason", "bad_cookie"),))] >= 1
+        on_a.close()
+        on_b.close()

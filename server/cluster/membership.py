@@ -35,6 +35,7 @@ import enum
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -129,6 +130,10 @@ class Node:
         self._dns = (discovery.DnsPoller(distribution, self.want, self.unwant, resolver)
                      if distribution.dns_cluster_query else None)
         self._polling: asyncio.Task[None] | None = None
+        # Handshakes this node refused, or was refused in, by Reason value (a lost tie of a
+        # simultaneous dial is not a refusal); every reason is there from the start, so a
+        # scrape shows the first refusal as a change from 0.
+        self.refusals: Counter[str] = Counter({r.value: 0 for r in Reason if r is not Reason.SIMULTANEOUS})
 
     # ---- the API -------------------------------------------------------------------------
 
@@ -179,6 +184,10 @@ class Node:
     def connected_nodes(self) -> list[str]:
         """The names of the peer nodes that are up, sorted."""
         return sorted(self._up)
+
+    def send_queues(self) -> dict[str, int]:
+        """Bytes waiting to be sent to each peer node that is up."""
+        return {name: peer.queued_bytes for name, peer in self._up.items()}
 
     @property
     def is_connected(self) -> bool:
@@ -303,7 +312,11 @@ class Node:
         except HandshakeError as exc:
             failure = f"{'refused by the peer' if exc.by_peer else 'refused'}: {exc}"
             # A lost tie is routine; a refusal means a misconfigured cluster.
-            level = logging.DEBUG if exc.reason is Reason.SIMULTANEOUS else logging.WARNING
+            if exc.reason is Reason.SIMULTANEOUS:
+                level = logging.DEBUG
+            else:
+                level = logging.WARNING
+                self.refusals[exc.reason.value] += 1
         except Unreachable as exc:
             # TLS that does not match is a misconfigured cluster; a node that is not running
             # (yet, or any more) is routine while nodes start and stop.
@@ -336,6 +349,7 @@ class Node:
         if verdict is Verdict.DROP:
             peer.close("too many handshakes in progress")
         elif verdict is Verdict.REFUSE:
+            self.refusals[Reason.NOT_ALLOWED.value] += 1
             peer.refuse(Reason.NOT_ALLOWED, "not admitted")
         else:
             task = asyncio.create_task(self._accept(peer, host), name=f"accept {peer.address}")
@@ -399,7 +413,9 @@ class Node:
     def _refused(self, peer: Peer, host: str, exc: HandshakeError) -> None:
         claim = peer.handshake.peer
         who = f"{peer.address} (claims {claim.name})" if claim else peer.address
-        if exc.reason is Reason.SIMULTANEOUS or (exc.reason is Reason.CLOSED and claim is None):
+        # A lost tie, or a connection that closed before it said who it is: not refusals.
+        ended = exc.reason is Reason.SIMULTANEOUS or (exc.reason is Reason.CLOSED and claim is None)
+        if ended:
             log.debug("connection from %s ended: %s", who, exc)
         elif self._admission.blocked(host):  # its throttling was logged; not each of its failures
             log.debug("refused connection from %s (throttled): %s", who, exc)
@@ -407,6 +423,8 @@ class Node:
             log.warning("connection from %s failed: it refused us: %s", who, exc.reason.value)
         else:
             log.warning("refused connection from %s: %s", who, exc)
+        if not ended:
+            self.refusals[exc.reason.value] += 1
         if exc.reason in _COUNTED:
             self._admission.failed(host)
 

@@ -187,13 +187,19 @@ class Peer(asyncio.Protocol):
             await self._waiter
         return self._held.pop(0)
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes sent and not yet taken by the kernel: this iteration's, and the transport's."""
+        transport = self._transport
+        return self._pending_bytes + (transport.get_write_buffer_size() if transport is not None else 0)
+
     def send(self, data: bytes) -> None:
         """Queues encoded frames; they go out, in order, at the end of this loop iteration."""
         if self._down_reason is not None or self._transport is None:
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
-        if self._pending_bytes + self._transport.get_write_buffer_size() > self._max_queue:
+        if self.queued_bytes > self._max_queue:
             self.close(f"send queue overflow (over {self._max_queue} bytes unsent; the peer is not reading)")
         elif self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)

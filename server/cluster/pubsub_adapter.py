@@ -25,6 +25,8 @@ class ClusterAdapter:
     def __init__(self, node: Node, pubsub: PubSub) -> None:
         self._node = node
         self._pubsub = pubsub
+        # Broadcasts from peer nodes dispatched here (for GET /metrics).
+        self.received = 0
         node.set_receiver(self._received)
         node.set_publisher(self._publish)
 
@@ -54,4 +56,5 @@ class ClusterAdapter:
                 and isinstance(value[1], str)):
             log.warning("dropped a malformed broadcast from %s (%d bytes)", sender, len(data))
             return
+        self.received += 1
         self._pubsub.local_broadcast(Broadcast(value[0], value[1], value[2]))
