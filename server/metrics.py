@@ -5,7 +5,8 @@ A leaf: it imports nothing of gossipy. The parts call into it, never the reverse
 * the per-message paths (a websocket's reads and flushes, a socket's joins, pubsub's
   broadcasts) add to plain int attributes of the :class:`Counts` they were handed. An
   attribute add costs a few tens of nanoseconds, where a prometheus_client ``Counter.inc``
-  takes a lock; a delivery to one socket must not pay that (bench/README.md, metrics);
+  takes a lock; a delivery to one socket must not pay that (bench/README.md, "Figures behind
+  the code's choices");
 * what other parts already know (how many websockets are open, the cluster's links) is read
   from them when Prometheus scrapes, through the callables of :class:`Sources`.
 
