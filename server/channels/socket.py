@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from ..pubsub import Broadcast, PubSub
+from ..pubsub import Broadcast, PubSub, reserved_topic
 from . import serializer as wire
 from .channel import Cancellable, Channel, JoinRefused, Reply, Scheduler, UnhandledEvent
 from .connect import Socket
@@ -118,7 +118,9 @@ class PhoenixSocket:
             self._handle_in(channel, message)
 
     def _join(self, message: Message, existing: Channel | None) -> None:
-        channel_class = self.router.match(message.topic)
+        # The server's own topics (presence's tracker) whatever the routes say: a channel there
+        # could hear and speak for the nodes.
+        channel_class = None if reserved_topic(message.topic) else self.router.match(message.topic)
         if channel_class is None:
             self._unmatched(message)
             return
