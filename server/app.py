@@ -1,4 +1,5 @@
-"""Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> Tornado app.
+"""Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> presence's
+tracker -> Tornado app.
 
 The only module that knows every part. The app (server/apps.py) arrives as routes (and,
 optionally, a socket class with a connect hook); the cluster is switched on by settings alone
@@ -26,6 +27,7 @@ from .auth import TokenVerifier, redact_uri
 from .channels import Channel, Socket
 from .channels.socket import Router
 from .channels.websocket import SocketRegistry, UpgradeHandler
+from .presence.tracker import Tracker
 from .pubsub import PubSub
 from .settings import Settings
 
@@ -76,7 +78,8 @@ class StartupError(Exception):
 
 
 class Server:
-    """One gossipy node: its pubsub, its cluster membership (if distributed), its HTTP port."""
+    """One gossipy node: its pubsub, its cluster membership (if distributed), its presence
+    tracker, its HTTP port."""
 
     def __init__(self, settings: Settings,
                  routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES,
@@ -84,6 +87,7 @@ class Server:
         """``routes`` and ``socket_class``: an app module's ``ROUTES`` and ``SOCKET``."""
         self.settings = settings
         self.pubsub = PubSub()
+        self.presence = Tracker(self.pubsub)
         self.registry = SocketRegistry(settings.endpoint.server_timeout)
         self.router = Router(routes)
         self.socket_class = socket_class
@@ -117,7 +121,7 @@ class Server:
             [
                 (r"/socket/websocket", UpgradeHandler,
                  dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry,
-                      new_socket=new_socket)),
+                      new_socket=new_socket, presence=self.presence)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
                 *backend_api.routes(self.pubsub, self.settings.api),
                 (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),
@@ -137,9 +141,13 @@ class Server:
 
             self.cluster = Node(distribution)
             self.pubsub.adapter = ClusterAdapter(self.cluster, self.pubsub)
+        # Named by the adapter, and before the cluster connects: it hears of every node that comes up.
+        self.presence.start()
+        if self.cluster is not None:
             try:
                 await self.cluster.start()
             except BootError as exc:  # a taken distribution port too: Node.start raises BootError
+                self.presence.stop()
                 raise StartupError(f"boot failed: {exc}") from None
         # A connection that has not sent its request headers within server_timeout is closed
         # (Tornado's default is an hour: a slow or silent client would hold a descriptor that long).
@@ -151,6 +159,7 @@ class Server:
         except OSError as exc:
             if self.cluster is not None:
                 await self.cluster.stop()
+            self.presence.stop()
             raise StartupError(f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}") from None
         self._http.add_sockets(listening)
         self.port = listening[0].getsockname()[1]
@@ -160,13 +169,15 @@ class Server:
 
     async def stop(self) -> None:
         """Stops accepting, closes websockets with 1001 so clients reconnect elsewhere, tells
-        the peers it is leaving, and waits (bounded) for the sockets to finish closing."""
+        the peers it is leaving (they forget its presences at once), stops presence, and waits
+        (bounded) for the sockets to finish closing."""
         log.info("node %s stopping", self.name)
         if self._http is not None:
             self._http.stop()
         self.registry.close_all()
         if self.cluster is not None:
             await self.cluster.stop()
+        self.presence.stop()
         deadline = asyncio.get_running_loop().time() + self.settings.endpoint.shutdown_timeout
         while self.registry.sockets and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from ..presence.state import LimitExceeded
 from ..pubsub import Broadcast, PubSub, reserved_topic
 from . import serializer as wire
-from .channel import Cancellable, Channel, JoinRefused, Reply, Scheduler, UnhandledEvent
+from .channel import Cancellable, Channel, JoinRefused, PresenceTracker, Reply, Scheduler, UnhandledEvent
 from .connect import Socket
 from .rfc6455 import CloseCode
 from .serializer import DecodeError, Message, Serializer
@@ -56,14 +57,14 @@ class Router:
 class PhoenixSocket:
     """One connection's channels. ``user_socket`` is the app's ``Socket`` after its ``connect``
     (its assigns, its ``may_join``); ``scheduler`` runs ``send_after`` timers (by default the
-    running asyncio loop)."""
+    running asyncio loop); ``presence`` is the node's tracker (None: ``Channel.presence`` raises)."""
 
     __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "channels", "user_socket",
-                 "assigns", "scheduler", "_mistakes_logged")
+                 "assigns", "scheduler", "presence", "_mistakes_logged")
 
     def __init__(self, transport: Transport, serializer: Serializer, router: Router,
                  pubsub: PubSub, max_channels: int, peer: str, user_socket: Socket | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None, presence: PresenceTracker | None = None) -> None:
         self.transport = transport
         self.serializer = serializer
         self.router = router
@@ -78,6 +79,7 @@ class PhoenixSocket:
         self.assigns: Mapping[str, Any] = (assigns if isinstance(assigns, MappingProxyType)
                                            else MappingProxyType(dict(assigns)))
         self.scheduler = scheduler
+        self.presence = presence
         # Made on the first mistake: most sockets never make one.
         self._mistakes_logged: set[str] | None = None
 
@@ -146,11 +148,15 @@ class PhoenixSocket:
         try:
             response = channel.join(message.payload)
         except JoinRefused as refusal:
-            channel._cancel_timers()
+            channel._release()
             log.info("JOIN %s refused for %s: %s", message.topic, self.peer, refusal.reason)
             self._reply(message, message.join_ref, "error", {"reason": refusal.reason})
+        except LimitExceeded as exc:
+            channel._release()
+            log.info("JOIN %s refused for %s: %s", message.topic, self.peer, exc)
+            self._reply(message, message.join_ref, "error", {"reason": "presence limit reached"})
         except Exception:
-            channel._cancel_timers()
+            channel._release()
             log.exception("JOIN %s crashed in %s", message.topic, channel_class.__name__)
             self._reply(message, message.join_ref, "error", {"reason": "join crashed"})
         else:
@@ -158,6 +164,7 @@ class PhoenixSocket:
             self.pubsub.subscribe(message.topic, channel)
             log.info("JOIN %s to %s from %s", message.topic, channel_class.__name__, self.peer)
             self._reply(message, message.join_ref, "ok", {} if response is None else response)
+            channel._joined()
         if replaced is not None:
             self._tell_ended(*replaced)
 
@@ -256,7 +263,7 @@ class PhoenixSocket:
             log.exception("terminate(%r) of %s on %s crashed", reason, type(channel).__name__, channel.topic)
             return wire.ERROR
         finally:
-            channel._cancel_timers()
+            channel._release()
         return wire.CLOSE
 
     def _tell_ended(self, channel: Channel, event: str) -> None:
