@@ -1,4 +1,5 @@
-"""Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> Tornado app.
+"""Wiring: settings -> pubsub (+ the cluster when the node is distributed) -> presence's
+tracker -> Tornado app.
 
 The only module that knows every part. The app (server/apps.py) arrives as routes (and,
 optionally, a socket class with a connect hook); the cluster is switched on by settings alone
@@ -31,6 +32,7 @@ from .channels import Channel, Socket
 from .channels.socket import Router
 from .channels.websocket import SocketRegistry, UpgradeHandler
 from .metrics import CONTENT_TYPE, Metrics, Sources
+from .presence.tracker import Tracker
 from .pubsub import PubSub
 from .settings import Settings
 
@@ -155,7 +157,8 @@ class StartupError(Exception):
 
 
 class Server:
-    """One gossipy node: its pubsub, its cluster membership (if distributed), its HTTP port."""
+    """One gossipy node: its pubsub, its cluster membership (if distributed), its presence
+    tracker, its HTTP port."""
 
     def __init__(self, settings: Settings,
                  routes: Iterable[tuple[str, type[Channel]]] = chat.ROUTES,
@@ -164,6 +167,7 @@ class Server:
         self.settings = settings
         self.metrics = Metrics(Sources(connections=lambda: len(self.registry.sockets)))
         self.pubsub = PubSub(counts=self.metrics.counts)
+        self.presence = Tracker(self.pubsub)
         self.registry = SocketRegistry(settings.endpoint.server_timeout, self.metrics.counts)
         self.router = Router(routes)
         self.socket_class = socket_class
@@ -204,7 +208,7 @@ class Server:
                 Rule(Booting(self), BootingHandler),
                 (r"/socket/websocket", UpgradeHandler,
                  dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry,
-                      new_socket=new_socket)),
+                      new_socket=new_socket, presence=self.presence)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
                 *backend_api.routes(self.pubsub, self.settings.api),
                 (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),
@@ -233,9 +237,13 @@ class Server:
             self.metrics.sources = dataclasses.replace(
                 self.metrics.sources, peer_broadcasts=lambda: adapter.received, peer_queues=cluster.send_queues,
                 refusals=lambda: cluster.refusals)
+        # Named by the adapter, and before the cluster connects: it hears of every node that comes up.
+        self.presence.start()
+        if self.cluster is not None:
             try:
                 await self.cluster.start()
             except BootError as exc:  # a taken distribution port too: Node.start raises BootError
+                self.presence.stop()
                 if self._http is not None:
                     self._http.stop()
                     await self._http.close_all_connections()
@@ -246,6 +254,7 @@ class Server:
             except StartupError:
                 if self.cluster is not None:
                     await self.cluster.stop()
+                self.presence.stop()
                 raise
         self.phase = Phase.READY
         endpoint = self.settings.endpoint
@@ -270,8 +279,8 @@ class Server:
     async def stop(self) -> None:
         """Drains (/readyz answers 503 while the node serves on for endpoint.drain_seconds, if
         anything probes it), then stops accepting, closes websockets with 1001 so clients
-        reconnect elsewhere, tells the peers it is leaving, and waits (bounded) for the
-        sockets to finish closing."""
+        reconnect elsewhere, tells the peers it is leaving (they forget its presences at once),
+        stops presence, and waits (bounded) for the sockets to finish closing."""
         was_ready, self.phase = self.phase is Phase.READY, Phase.DRAINING
         drain = self.settings.endpoint.drain_seconds
         if was_ready and self.readiness_probed and drain > 0:
@@ -283,6 +292,7 @@ class Server:
         self.registry.close_all()
         if self.cluster is not None:
             await self.cluster.stop()
+        self.presence.stop()
         deadline = asyncio.get_running_loop().time() + self.settings.endpoint.shutdown_timeout
         while self.registry.sockets and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)

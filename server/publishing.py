@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import strictjson
-from .pubsub import Broadcast
+from .pubsub import RESERVED_TOPIC_PREFIX, Broadcast, reserved_topic
 
 # Events Phoenix reserves: phoenix.js hands a broadcast of one to the channel's own state
 # machine (a "phx_close" would make every client believe it had left the topic).
@@ -54,6 +54,8 @@ def message(item: Any, where: str = "") -> Broadcast:
     topic, event, payload = (item[field] for field in _FIELDS)
     if not isinstance(topic, str) or not topic:
         raise BadRequest(f"{where}topic must be a non-empty string")
+    if reserved_topic(topic):
+        raise BadRequest(f"{where}topics starting with {RESERVED_TOPIC_PREFIX} are the server's own")
     if not isinstance(event, str) or not event:
         raise BadRequest(f"{where}event must be a non-empty string")
     if event.startswith(RESERVED_PREFIX):

@@ -357,7 +357,8 @@ def test_the_api_is_importable_from_one_module() -> None:
     import server.channels as api
 
     assert set(api.__all__) == {"Channel", "ConnectInfo", "ConnectRefused", "JoinRefused", "Reply", "Socket",
-                                "Timer"}
+                                "Timer", "Presence", "AlreadyTracked", "NotTracked", "LimitExceeded", "TopicFull",
+                                "NodeFull"}
     assert all(getattr(api, name).__doc__ for name in api.__all__)
 
 

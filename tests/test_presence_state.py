@@ -495,6 +495,27 @@ def test_a_heartbeat_shows_that_the_last_delta_was_lost() -> None:
     assert b.list("room:1") == {} and b.lagging(a.clocks()) == set()
 
 
+def test_an_own_state_in_chunks_is_a_full_state_even_with_changes_between_chunks() -> None:
+    a, b = pair()
+    assert list(a.extract_own_state(2)) == []  # nothing ever happened: nothing to say
+    for key in ("k1", "k2", "k3", "k4", "k5"):
+        a.join("conn1", "room:1", key, {})
+    a.leave("conn1", "room:1", "k2")
+    a.extract_delta()  # lost: b learns everything from the chunks and the next delta
+    chunks = a.extract_own_state(2)
+    b.merge(over_the_wire(next(chunks)))
+    a.leave("conn1", "room:1", "k1")  # in a range already sent
+    a.leave("conn1", "room:1", "k5")  # in a range still to come
+    a.join("conn1", "room:1", "k6", {})  # past every range
+    rest = [over_the_wire(chunk) for chunk in chunks]
+    assert [len(chunk.slices[0].entries) for chunk in rest] == [1]  # k4 (k5 went meanwhile)
+    for chunk in rest:
+        b.merge(chunk)
+    send(a, b)
+    assert by_ref(b.list("room:1")) == by_ref(a.list("room:1")) and sorted(a.list("room:1")) == ["k3", "k4", "k6"]
+    assert b.lagging(a.clocks()) == set()
+
+
 def test_no_change_no_delta_and_a_join_then_leave_sends_only_a_clock_range() -> None:
     a, b = pair()
     assert a.extract_delta() is None

@@ -17,6 +17,9 @@ and what the connection carries). The names below are the stable API; the rest o
             if self.topic == "room:vip" and not self.assigns.get("vip"):
                 raise JoinRefused("vip only")     # -> {"status": "error", "response": {"reason": ...}}
             self.send_after(0, "after_join")       # -> handle_info("after_join"), after the reply
+            # -> presence_state after the reply, presence_diff to the room; leaves when the channel
+            # ends. TopicFull/NodeFull (LimitExceeded), uncaught here: "presence limit reached"
+            self.presence.track(self.assigns.get("user_id", "anonymous"), {"status": "online"})
             return {"user": self.assigns.get("user_id")}
 
         def handle_in(self, event: str, payload: Any) -> Reply | None:
@@ -25,6 +28,9 @@ and what the connection carries). The names below are the stable API; the rest o
                 return None
             if event == "ping":
                 return Reply.ok({"pong": payload})
+            if event == "away":   # a new phx_ref, phx_ref_prev the old; who: self.presence.list()
+                self.presence.update(self.assigns.get("user_id", "anonymous"), {"status": "away"})
+                return None
             return super().handle_in(event, payload)   # unknown event: the channel crashes
 
         def handle_out(self, event: str, payload: Any) -> Any:
@@ -47,7 +53,9 @@ and what the connection carries). The names below are the stable API; the rest o
     SOCKET = ApiKeySocket   # leave it out for token auth by configuration (auth.jwt_secret)
 """
 
-from .channel import Channel, JoinRefused, Reply, Timer
+from ..presence.state import AlreadyTracked, LimitExceeded, NodeFull, NotTracked, TopicFull
+from .channel import Channel, JoinRefused, Presence, Reply, Timer
 from .connect import ConnectInfo, ConnectRefused, Socket
 
-__all__ = ["Channel", "ConnectInfo", "ConnectRefused", "JoinRefused", "Reply", "Socket", "Timer"]
+__all__ = ["AlreadyTracked", "Channel", "ConnectInfo", "ConnectRefused", "JoinRefused", "LimitExceeded", "NodeFull",
+           "NotTracked", "Presence", "Reply", "Socket", "Timer", "TopicFull"]

@@ -3,7 +3,8 @@
 An app subclasses ``Channel`` and overrides hooks; the socket calls them and turns what they
 return or raise into Phoenix frames. The hooks run on the event loop and must not block.
 Nothing here knows whether the node is clustered: ``broadcast`` goes to pubsub, and pubsub's
-adapter decides who else hears it.
+adapter decides who else hears it; ``presence`` goes to the node's presence tracker, seen here
+only as the :class:`PresenceTracker` protocol.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple, Protocol
 
-from ..pubsub import Broadcast, PubSub
+from ..pubsub import Broadcast, PubSub, Subscriber
+
+PRESENCE_STATE = "presence_state"
 
 
 class Reply(NamedTuple):
@@ -74,11 +77,95 @@ class Timer:
         self._pending.discard(self)
 
 
+class PresenceTracker(Protocol):
+    """What ``Channel.presence`` needs of the node's tracker (``server.presence.tracker``)."""
+
+    def new_conn(self) -> str: ...
+
+    def track(self, conn: str, topic: str, key: str, meta: Mapping[str, Any],
+              exclude: Subscriber | None = None) -> None: ...
+
+    def update(self, conn: str, topic: str, key: str, meta: Mapping[str, Any]) -> None: ...
+
+    def untrack(self, conn: str, topic: str, key: str) -> None: ...
+
+    def untrack_conn(self, conn: str) -> None: ...
+
+    def list(self, topic: str) -> dict[str, dict[str, list[dict[str, Any]]]]: ...
+
+
+class Presence:
+    """``Channel.presence``: Phoenix.Presence for one joined channel, bound to its topic and to
+    it as the owner of what it tracks.
+
+    The first ``track`` makes the server push ``presence_state`` (``{key: {"metas": [...]}}``,
+    every node's presences on the topic) to this client: right after the join reply when it is
+    called from ``join``, at once when called later. Changes reach every subscriber of the topic
+    as ``presence_diff`` (``{"joins": ..., "leaves": ...}``), from whichever node they happen
+    on, within a fraction of a second; phoenix.js's ``Presence`` turns both into its list.
+    What the channel tracks leaves by itself when the channel ends (leave, close, crash,
+    rejoin, node stop) or its node goes down.
+
+    ``meta`` is a JSON object; the server adds ``phx_ref`` (and ``phx_ref_prev`` after an
+    update). ``track`` raises ``TopicFull`` or ``NodeFull`` (both ``LimitExceeded``) when a
+    limit is reached, and ``AlreadyTracked``; ``update`` raises ``NotTracked``: the channel may
+    catch them. Uncaught in ``join``, a limit refuses the join with ``"presence limit
+    reached"``; elsewhere, any of them crashes the channel like any exception.
+    """
+
+    __slots__ = ("_tracker", "_channel", "_conn", "_state", "_tracked")
+
+    def __init__(self, tracker: PresenceTracker, channel: Channel) -> None:
+        self._tracker = tracker
+        self._channel = channel
+        self._conn = tracker.new_conn()
+        self._state = "joining"  # "joining", then "joined" after the reply, "sent" with presence_state
+        self._tracked = False
+
+    def track(self, key: str, meta: Mapping[str, Any]) -> None:
+        """Tracks ``key`` (a user id, say) with ``meta`` on this channel's topic. One client may
+        be tracked under several keys, and one key by several clients (each its own meta)."""
+        send_state = self._state == "joined"
+        # Excluded from the diff: the presence_state that follows already shows it.
+        self._tracker.track(self._conn, self._channel.topic, key, meta,
+                            exclude=self._channel if send_state else None)
+        self._tracked = True
+        if send_state:
+            self._push_state()
+
+    def update(self, key: str, meta: Mapping[str, Any]) -> None:
+        """Replaces the meta of a key this channel tracks: clients see it leave and join again
+        with a new ``phx_ref`` and the old one as ``phx_ref_prev``."""
+        self._tracker.update(self._conn, self._channel.topic, key, meta)
+
+    def untrack(self, key: str) -> None:
+        """Stops tracking ``key`` (nothing happens if it is not tracked)."""
+        self._tracker.untrack(self._conn, self._channel.topic, key)
+
+    def list(self, topic: str | None = None) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """``{key: {"metas": [...]}}`` of ``topic`` (by default this channel's) across the
+        cluster. The metas are the tracker's own: read them, never change them."""
+        return self._tracker.list(self._channel.topic if topic is None else topic)
+
+    def _joined(self) -> None:
+        self._state = "joined"
+        if self._tracked:
+            self._push_state()
+
+    def _push_state(self) -> None:
+        self._state = "sent"
+        self._channel.push(PRESENCE_STATE, self.list())
+
+    def _end(self) -> None:
+        self._tracker.untrack_conn(self._conn)
+
+
 class ChannelHost(Protocol):
     """What a channel needs of the socket that owns it."""
 
     pubsub: PubSub
     assigns: Mapping[str, Any]
+    presence: PresenceTracker | None
 
     def push(self, channel: "Channel", event: str, payload: Any) -> None: ...
 
@@ -121,6 +208,7 @@ class Channel:
         self.join_ref = join_ref
         self._host = host
         self._timers: set[Timer] | None = None  # made by the first send_after: most never call it
+        self._presence: Presence | None = None  # made on first use: most channels never track
 
     # ---- hooks an app overrides ----------------------------------------------------------------
 
@@ -189,6 +277,18 @@ class Channel:
         """Sends to this socket only."""
         self._host.push(self, event, payload)
 
+    @property
+    def presence(self) -> Presence:
+        """Who is on this topic, across the cluster: ``self.presence.track(key, meta)`` in
+        ``join`` and the client gets ``presence_state``, then a ``presence_diff`` per change (see
+        :class:`Presence`)."""
+        if self._presence is None:
+            tracker = self._host.presence
+            if tracker is None:
+                raise RuntimeError("this socket has no presence tracker")
+            self._presence = Presence(tracker, self)
+        return self._presence
+
     def send_after(self, seconds: float, message: Any) -> Timer:
         """Calls ``handle_info(message)`` after ``seconds`` (Phoenix's
         ``Process.send_after(self(), message, ms)``); a periodic job schedules its next run
@@ -210,8 +310,16 @@ class Channel:
         else:
             self._host.deliver(message, cache)
 
-    def _cancel_timers(self) -> None:
-        """Called by the socket when the channel ends (or its join fails)."""
+    def _joined(self) -> None:
+        """Called by the socket right after the join's ok reply."""
+        if self._presence is not None:
+            self._presence._joined()
+
+    def _release(self) -> None:
+        """Called by the socket when the channel ends (or its join fails): its timers are
+        cancelled and what it tracks leaves."""
         if self._timers:
             for timer in tuple(self._timers):
                 timer.cancel()
+        if self._presence is not None:
+            self._presence._end()

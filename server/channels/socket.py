@@ -20,9 +20,10 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from ..metrics import Counts
-from ..pubsub import Broadcast, PubSub
+from ..presence.state import LimitExceeded
+from ..pubsub import Broadcast, PubSub, reserved_topic
 from . import serializer as wire
-from .channel import Cancellable, Channel, JoinRefused, Reply, Scheduler, UnhandledEvent
+from .channel import Cancellable, Channel, JoinRefused, PresenceTracker, Reply, Scheduler, UnhandledEvent
 from .connect import Socket
 from .rfc6455 import CloseCode
 from .serializer import DecodeError, Message, Serializer
@@ -57,14 +58,15 @@ class Router:
 class PhoenixSocket:
     """One connection's channels. ``user_socket`` is the app's ``Socket`` after its ``connect``
     (its assigns, its ``may_join``); ``scheduler`` runs ``send_after`` timers (by default the
-    running asyncio loop)."""
+    running asyncio loop); ``presence`` is the node's tracker (None: ``Channel.presence`` raises)."""
 
     __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "counts", "channels",
-                 "user_socket", "assigns", "scheduler", "_mistakes_logged")
+                 "user_socket", "assigns", "scheduler", "presence", "_mistakes_logged")
 
     def __init__(self, transport: Transport, serializer: Serializer, router: Router,
                  pubsub: PubSub, max_channels: int, peer: str, user_socket: Socket | None = None,
-                 scheduler: Scheduler | None = None, counts: Counts | None = None) -> None:
+                 scheduler: Scheduler | None = None, presence: PresenceTracker | None = None,
+                 counts: Counts | None = None) -> None:
         self.transport = transport
         self.serializer = serializer
         self.router = router
@@ -81,6 +83,7 @@ class PhoenixSocket:
         self.assigns: Mapping[str, Any] = (assigns if isinstance(assigns, MappingProxyType)
                                            else MappingProxyType(dict(assigns)))
         self.scheduler = scheduler
+        self.presence = presence
         # Made on the first mistake: most sockets never make one.
         self._mistakes_logged: set[str] | None = None
 
@@ -121,7 +124,9 @@ class PhoenixSocket:
             self._handle_in(channel, message)
 
     def _join(self, message: Message, existing: Channel | None) -> None:
-        channel_class = self.router.match(message.topic)
+        # The server's own topics (presence's tracker) whatever the routes say: a channel there
+        # could hear and speak for the nodes.
+        channel_class = None if reserved_topic(message.topic) else self.router.match(message.topic)
         if channel_class is None:
             self._unmatched(message)
             return
@@ -147,11 +152,15 @@ class PhoenixSocket:
         try:
             response = channel.join(message.payload)
         except JoinRefused as refusal:
-            channel._cancel_timers()
+            channel._release()
             log.info("JOIN %s refused for %s: %s", message.topic, self.peer, refusal.reason)
             self._reply(message, message.join_ref, "error", {"reason": refusal.reason})
+        except LimitExceeded as exc:
+            channel._release()
+            log.info("JOIN %s refused for %s: %s", message.topic, self.peer, exc)
+            self._reply(message, message.join_ref, "error", {"reason": "presence limit reached"})
         except Exception:
-            channel._cancel_timers()
+            channel._release()
             log.exception("JOIN %s crashed in %s", message.topic, channel_class.__name__)
             self._reply(message, message.join_ref, "error", {"reason": "join crashed"})
         else:
@@ -161,6 +170,7 @@ class PhoenixSocket:
             self.pubsub.subscribe(message.topic, channel)
             log.info("JOIN %s to %s from %s", message.topic, channel_class.__name__, self.peer)
             self._reply(message, message.join_ref, "ok", {} if response is None else response)
+            channel._joined()
         if replaced is not None:
             self._tell_ended(*replaced)
 
@@ -262,7 +272,7 @@ class PhoenixSocket:
             log.exception("terminate(%r) of %s on %s crashed", reason, type(channel).__name__, channel.topic)
             return wire.ERROR
         finally:
-            channel._cancel_timers()
+            channel._release()
         return wire.CLOSE
 
     def _tell_ended(self, channel: Channel, event: str) -> None:

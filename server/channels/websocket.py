@@ -31,6 +31,7 @@ from ..metrics import Counts
 from ..pubsub import PubSub
 from ..settings import Endpoint
 from . import rfc6455
+from .channel import PresenceTracker
 from .connect import ConnectInfo, ConnectRefused, Socket
 from .rfc6455 import (
     DATA_OPCODES,
@@ -149,12 +150,13 @@ class WebSocket(asyncio.Protocol):
                  "_handover", "_outbox", "_outbox_size", "_close_sent", "_close_timer", "_ping_second", "_pings")
 
     def __init__(self, registry: SocketRegistry, endpoint: Endpoint, serializer: Serializer, router: Router,
-                 pubsub: PubSub, peer: str, user_socket: Socket, handover: tuple[bytes, bytes]) -> None:
+                 pubsub: PubSub, peer: str, user_socket: Socket, handover: tuple[bytes, bytes],
+                 presence: PresenceTracker | None = None) -> None:
         self.registry = registry
         self.peer = peer
         self.phoenix_socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub,
                                                                   endpoint.max_channels, peer, user_socket,
-                                                                  counts=registry.counts)
+                                                                  presence=presence, counts=registry.counts)
         self.reader = MessageReader(endpoint.max_frame_size)
         self.transport: asyncio.Transport | None = None
         self.last_seen = time.monotonic()
@@ -346,9 +348,10 @@ class UpgradeHandler(tornado.web.RequestHandler):
     """Checks a websocket request, then hands its connection to a ``WebSocket``."""
 
     def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry,
-                   new_socket: Callable[[], Socket]) -> None:
+                   new_socket: Callable[[], Socket], presence: PresenceTracker | None = None) -> None:
         self.router = router
         self.pubsub = pubsub
+        self.presence = presence
         self.endpoint = endpoint
         self.registry = registry
         self.new_socket = new_socket
@@ -394,7 +397,7 @@ class UpgradeHandler(tornado.web.RequestHandler):
             return
         sock, early = taken
         websocket = WebSocket(self.registry, self.endpoint, serializer, self.router, self.pubsub, peer,
-                              user_socket, (response, early))
+                              user_socket, (response, early), self.presence)
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
         except OSError as exc:

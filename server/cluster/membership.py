@@ -93,8 +93,9 @@ class Node:
     """This node's membership of the cluster (see the module docstring).
 
     ``Node(distribution)``; ``await start()``; ``connected_nodes()``; ``await stop()``. Broadcasts
-    go out through :meth:`broadcast`; those from peers go to the receiver set with
-    :meth:`set_receiver` (the pubsub adapter). The keyword arguments exist for tests.
+    go out through :meth:`broadcast` (or :meth:`send` to one node); those from peers go to the
+    receiver set with :meth:`set_receiver`, and node up/down to :meth:`set_watcher` (the pubsub
+    adapter). The keyword arguments exist for tests.
     """
 
     def __init__(self, distribution: Distribution, *, handshake_timeout: float = HANDSHAKE_TIMEOUT,
@@ -125,6 +126,7 @@ class Node:
         self._wanted: dict[str, _Want] = {}
         self._up_changed = asyncio.Event()
         self._receiver: Callable[[str, bytes], None] | None = None
+        self._watcher: tuple[Callable[[PeerInfo], None], Callable[[PeerInfo, bool], None]] | None = None
         self._publisher: control.Publish | None = None
         self._tls: tls.Contexts | None = None
         self._dns = (discovery.DnsPoller(distribution, self.want, self.unwant, resolver)
@@ -190,6 +192,11 @@ class Node:
         return {name: peer.queued_bytes for name, peer in self._up.items()}
 
     @property
+    def creation(self) -> int:
+        """This incarnation's creation (new at each boot), as peers see it in the handshake."""
+        return self._me.creation
+
+    @property
     def is_connected(self) -> bool:
         """True if at least one peer node is up (cheaper than ``connected_nodes``)."""
         return bool(self._up)
@@ -203,6 +210,18 @@ class Node:
         # A copy: a peer whose queue overflows is dropped from the table mid-loop.
         for peer in tuple(self._up.values()):
             peer.send(frame)
+
+    def send(self, name: str, payload: bytes) -> None:
+        """Sends one BROADCAST frame to the peer ``name`` only, if it is up (ordered with the
+        broadcasts sent to it); raises FrameError like :meth:`broadcast`."""
+        peer = self._up.get(name)
+        if peer is not None:
+            peer.send(encode(FrameType.BROADCAST, payload))
+
+    def set_watcher(self, up: Callable[[PeerInfo], None], down: Callable[[PeerInfo, bool], None]) -> None:
+        """``up(info)`` when a peer node comes up, before any of its frames is received;
+        ``down(info, left)`` when it goes down, ``left`` if it said it was leaving (a clean stop)."""
+        self._watcher = (up, down)
 
     def set_receiver(self, receiver: Callable[[str, bytes], None]) -> None:
         """``receiver(sender_name, payload)`` gets each broadcast from a peer, in the order sent."""
@@ -444,6 +463,8 @@ class Node:
         want = self._want(info.name, Source.MEMBER)
         want.last_failure = None
         log.info("node up: %s at %s (%s)", info.name, peer.address, how)
+        if self._watcher is not None:
+            self._watcher[0](info)
         peer.start(ticktime=self._dist.net_ticktime, max_queue=self._max_queue,
                    on_frame=self._on_frame, on_down=self._on_down)
         peer.send(encode_json(FrameType.MEMBERS, {"nodes": [n for n in self._up if n != info.name]}))
@@ -455,6 +476,8 @@ class Node:
             return
         del self._up[peer.name]
         log.info("node down: %s: %s", peer.name, reason)
+        if self._watcher is not None:
+            self._watcher[1](peer.info, peer.left)
         want = self._wanted.get(peer.name)
         if want is None:
             return

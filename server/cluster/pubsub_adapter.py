@@ -1,19 +1,22 @@
 """The cluster as pubsub's adapter: the one place where the cluster touches pubsub.
 
 A local broadcast is encoded as JSON ``[topic, event, payload]`` once, and those bytes go to
-each up peer once, however many subscribers it has; the peer fans it out locally. A broadcast
-from a peer goes to ``pubsub.local_broadcast`` as it arrives, so one sender's messages keep
-their order on every receiving node.
+each up peer once, however many subscribers it has; the peer fans it out locally. A direct
+broadcast is the same frame to one peer. A broadcast from a peer goes to
+``pubsub.local_broadcast`` as it arrives, so one sender's messages keep their order on every
+receiving node. The node's up and down events go to ``pubsub.node_up``/``node_down`` with the
+peer's creation, and whether it left cleanly (its LEAVE frame) or was lost.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from .. import publishing, strictjson
-from ..pubsub import Broadcast, PubSub
+from ..pubsub import Broadcast, NodeId, PubSub
 from .framing import FrameError
+from .handshake import PeerInfo
 from .membership import Node
 
 log = logging.getLogger("gossipy.cluster.pubsub")
@@ -27,19 +30,33 @@ class ClusterAdapter:
         self._pubsub = pubsub
         # Broadcasts from peer nodes dispatched here (for GET /metrics).
         self.received = 0
+        self.node = NodeId(node.name, node.creation)
         node.set_receiver(self._received)
         node.set_publisher(self._publish)
+        node.set_watcher(self._up, self._down)
 
     def broadcast(self, message: Broadcast) -> None:
         """Sends ``message`` once to every up peer node."""
-        if not self._node.is_connected:
-            return
+        if self._node.is_connected:
+            self._send(message, self._node.broadcast)
+
+    def direct_broadcast(self, node: str, message: Broadcast) -> None:
+        """Sends ``message`` to the peer node ``node`` only, if it is up."""
+        if self._node.is_connected:
+            self._send(message, lambda data: self._node.send(node, data))
+
+    def _send(self, message: Broadcast, send: Callable[[bytes], None]) -> None:
         try:
-            data = strictjson.dumps([message.topic, message.event, message.payload]).encode()
-            self._node.broadcast(data)
+            send(strictjson.dumps([message.topic, message.event, message.payload]).encode())
         except (TypeError, ValueError, FrameError) as exc:
             # The other nodes miss this one message; this node's subscribers still get it.
             log.error("broadcast of %s on %s not sent to the other nodes: %s", message.event, message.topic, exc)
+
+    def _up(self, info: PeerInfo) -> None:
+        self._pubsub.node_up(NodeId(info.name, info.creation))
+
+    def _down(self, info: PeerInfo, left: bool) -> None:
+        self._pubsub.node_down(NodeId(info.name, info.creation), left)
 
     def _publish(self, message: Any) -> None:
         """A message from ``bin/gossipy broadcast``: checked as the backend API checks one, then

@@ -295,6 +295,24 @@ class PresenceState:
             Slice(origin.replica, origin.seen(), tuple(entry.wire() for entry in origin.entries.values()))
             for origin in chosen))
 
+    def extract_own_state(self, size: int) -> Iterator[StateMessage]:
+        """This replica's own full state as messages of at most ``size`` presences each, split
+        by clock range, for a peer that came up or lags. A whole state of 10,000 presences takes
+        too long to build, encode, decode and merge in one loop step; the tracker sends these
+        one at a time and lets the loop run between them. Each is true when it is taken, so
+        changes meanwhile are safe: a removal in a range already sent goes in the next delta,
+        and new presences take clocks past the ranges this yields."""
+        through = self._own.seen_through
+        clocks = sorted(self._own.entries)
+        low, start = 1, 0
+        while low <= through:
+            batch = clocks[start:start + size]
+            start += size
+            high = batch[-1] if start < len(clocks) else through
+            entries = tuple(entry.wire() for clock in batch if (entry := self._own.entries.get(clock)) is not None)
+            yield StateMessage((Slice(self.replica, ((low, high),), entries),))
+            low = high + 1
+
     def merge(self, message: StateMessage) -> Changes:
         """Merge a peer's delta or full state; the diffs are what clients of each topic must be
         told. Idempotent, commutative and associative."""

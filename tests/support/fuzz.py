@@ -350,12 +350,17 @@ def _ws_close(payload: bytes) -> None:
 
 class _FakeNode:
     is_connected = True
+    name = "gossipy@127.0.0.8"
+    creation = 1
 
     def set_receiver(self, receiver: Callable[[str, bytes], None]) -> None:
         self.receiver = receiver
 
     def set_publisher(self, publisher: Callable[[Any], None]) -> None:
         self.publisher = publisher
+
+    def set_watcher(self, up: Callable[[Any], None], down: Callable[[Any, bool], None]) -> None:
+        pass
 
     def broadcast(self, payload: bytes) -> None:
         pass

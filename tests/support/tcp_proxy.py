@@ -162,6 +162,10 @@ class TcpProxy:
         assert self._server is not None and self._open is not None
         self._server.close()
         self._open.set()
+        # A connection accepted just before the close has its task made but not yet run (so not
+        # in _tasks): one loop step lets it register, to be cancelled with the others rather
+        # than destroyed half-run when the loop closes.
+        await asyncio.sleep(0)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
