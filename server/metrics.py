@@ -41,7 +41,8 @@ class Counts:
         self.joins = 0
         # channels joined now: a gauge, added to on a join and taken from when a channel ends
         self.channels = 0
-        # broadcasts published on this node (by a channel or the backend API)
+        # broadcasts published on this node (by a channel or the backend API; not the server's
+        # own, such as presence's, on reserved topics)
         self.local_broadcasts = 0
 
 

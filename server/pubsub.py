@@ -123,7 +123,8 @@ class PubSub:
     def broadcast(self, message: Broadcast, exclude: Subscriber | None = None) -> None:
         """To every subscriber of the topic on every node; ``exclude`` (broadcast_from) is
         skipped, and only here, where it is known."""
-        self.counts.local_broadcasts += 1
+        if not reserved_topic(message.topic):  # the app's broadcasts, not the server's own
+            self.counts.local_broadcasts += 1
         self.adapter.broadcast(message)
         self.local_broadcast(message, exclude)
 

@@ -14,7 +14,7 @@ import logging
 from typing import Any, Callable
 
 from .. import publishing, strictjson
-from ..pubsub import Broadcast, NodeId, PubSub
+from ..pubsub import Broadcast, NodeId, PubSub, reserved_topic
 from .framing import FrameError
 from .handshake import PeerInfo
 from .membership import Node
@@ -73,5 +73,6 @@ class ClusterAdapter:
                 and isinstance(value[1], str)):
             log.warning("dropped a malformed broadcast from %s (%d bytes)", sender, len(data))
             return
-        self.received += 1
+        if not reserved_topic(value[0]):  # the app's broadcasts, as counted where they are made
+            self.received += 1
         self._pubsub.local_broadcast(Broadcast(value[0], value[1], value[2]))
