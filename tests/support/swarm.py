@@ -123,7 +123,7 @@ class Stack:
     def deploy(self, image: str) -> None:
         """``docker stack deploy`` of the file with ``image``."""
         log(f"{self.name}: docker stack deploy with {image}, host-mode ports ({HOST_MODE})")
-        run(["docker", "stack", "deploy", "--resolve-image", "never", "--detach=true", "-c", "docker-stack.yml",
+        run(["docker", "stack", "deploy", "--resolve-image", "never", "-c", "docker-stack.yml",
              self.name], cwd=self.tree.path,
             env={"GOSSIPY_IMAGE": image, "GOSSIPY_COOKIE_FILE": str(self.cookie_file), **HOST_MODE})
 
