@@ -31,6 +31,9 @@ ENV_PORT = "PORT"
 ENV_NODE = "RELEASE_NODE"
 ENV_DISTRIBUTION = "RELEASE_DISTRIBUTION"
 ENV_COOKIE = "RELEASE_COOKIE"
+# A file whose content is the cookie: a Docker or Kubernetes secret is mounted as a file, so
+# the cookie stays out of the environment (`docker inspect`, /proc/<pid>/environ).
+ENV_COOKIE_FILE = "RELEASE_COOKIE_FILE"
 ENV_SYNC_NODES = "RELEASE_SYNC_NODES"
 ENV_DNS_CLUSTER_QUERY = "DNS_CLUSTER_QUERY"
 ENV_TMP = "RELEASE_TMP"
@@ -601,6 +604,26 @@ def _check_dns_cluster_node(name: str | None, longnames: bool) -> None:
                         f"{ENV_NODE}={part}@$POD_IP; {got}")
 
 
+def _cookie_text(node: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    """RELEASE_COOKIE, else the content of RELEASE_COOKIE_FILE, else vm.yml's node.cookie."""
+    if ENV_COOKIE_FILE not in environ:
+        return environ.get(ENV_COOKIE, node.get("cookie"))
+    path = environ[ENV_COOKIE_FILE]
+    if ENV_COOKIE in environ:
+        raise SettingsError(f"both {ENV_COOKIE} and {ENV_COOKIE_FILE}={path} are set; set one")
+    try:
+        with open(path, encoding="utf-8") as file:
+            # Files made by `echo` or an editor end with a newline that is not part of the secret.
+            cookie = file.read().rstrip("\r\n")
+    except OSError as exc:
+        raise SettingsError(f"{ENV_COOKIE_FILE}={path}: cannot read the cookie: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{ENV_COOKIE_FILE}={path}: the cookie is not UTF-8 text") from None
+    if not cookie:
+        raise SettingsError(f"{ENV_COOKIE_FILE}={path}: the file is empty")
+    return cookie
+
+
 def _refuse_weak(what: str, secret: str, remedy: str) -> None:
     """A prod secret must look random; the refusal never shows it."""
     if (len(secret) < _MIN_PROD_COOKIE or len(set(secret)) < _MIN_DISTINCT
@@ -633,7 +656,7 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     endpoint = Endpoint(**endpoint_data)
 
     name, longnames = _resolve_node(node, environ)
-    cookie_text = environ.get(ENV_COOKIE, node.get("cookie"))
+    cookie_text = _cookie_text(node, environ)
     sync_optional = tuple(kernel.get("sync_nodes_optional", ()))
     if ENV_SYNC_NODES in environ:
         sync_optional = tuple(n.strip() for n in environ[ENV_SYNC_NODES].split(",") if n.strip())
@@ -678,10 +701,10 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
                 raise SettingsError(f"node.dist_port {dist_port}: {exc}") from None
         if not cookie_text:
             raise SettingsError(f"node {name} is distributed but has no cookie: set node.cookie "
-                                f"in vm.yml or {ENV_COOKIE}")
+                                f"in vm.yml, {ENV_COOKIE} or {ENV_COOKIE_FILE}")
         if environment == "prod":
             _refuse_weak("cookie", cookie_text, f"run `python build.py release.init --force` for a fresh one, "
-                         f"or set {ENV_COOKIE}")
+                         f"or set {ENV_COOKIE} or {ENV_COOKIE_FILE}")
     distribution = Distribution(
         node=name,
         longnames=longnames,

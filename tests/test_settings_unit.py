@@ -219,6 +219,34 @@ def test_the_cookie_is_masked_in_describe_and_repr() -> None:
     assert "sekrit" not in repr(loaded) + str(loaded.describe())
 
 
+def test_the_cookie_can_come_from_a_file_without_its_trailing_newline(tmp_path: Path) -> None:
+    cookie_file = tmp_path / "cookie"
+    cookie_file.write_text(STRONG_COOKIE + "\n")
+    loaded = settings.load(prod_vm_yml(tmp_path, None), "prod", environ={"RELEASE_COOKIE_FILE": str(cookie_file)})
+    assert loaded.distribution.cookie == settings.Cookie(STRONG_COOKIE)
+
+
+@pytest.mark.parametrize("how", ["missing", "empty", "a directory", "not UTF-8", "also RELEASE_COOKIE", "weak"])
+def test_a_bad_cookie_file_is_named_in_the_error(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "secrets" / "cookie"
+    path.parent.mkdir()
+    content = {"empty": b"\n", "not UTF-8": b"\xff" * 40, "weak": b"changeme\n"}.get(how, STRONG_COOKIE.encode())
+    if how == "a directory":
+        path.mkdir()
+    elif how != "missing":
+        path.write_bytes(content)
+    environ = {"RELEASE_COOKIE_FILE": str(path)}
+    if how == "also RELEASE_COOKIE":
+        environ["RELEASE_COOKIE"] = STRONG_COOKIE
+    expected = {"missing": "No such file or directory", "empty": "the file is empty",
+                "a directory": "Is a directory", "not UTF-8": "not UTF-8 text",
+                "also RELEASE_COOKIE": "both RELEASE_COOKIE and RELEASE_COOKIE_FILE", "weak": "too weak"}[how]
+    with pytest.raises(SettingsError, match=expected) as failed:
+        settings.load(prod_vm_yml(tmp_path, None), "prod", environ=environ)
+    message = str(failed.value)
+    assert "changeme" not in message if how == "weak" else f"RELEASE_COOKIE_FILE={path}" in message
+
+
 # ---- merging an environment, and the environment's overrides ----------------------------------------
 
 def test_an_environment_is_merged_over_the_run_time_sections() -> None:

@@ -11,6 +11,7 @@ import it alike: ``from support.server_process import wait_until``.
 * ``certificates`` — a test CA and node certificates (TLS between nodes).
 * ``checkout`` — a copy of the checkout for tests that build from it.
 * ``e2e_harness``, ``baseimage`` — releases in Docker compose clusters, and their base image.
+* ``swarm`` — a one-node Docker swarm and docker-stack.yml deployed on it.
 * ``fuzz`` — the decoders' contracts and their fuzzer (``python3 -m tests.support.fuzz``).
 * ``requirements`` — what a test needs from the machine: skip locally, fail under CI.
 """

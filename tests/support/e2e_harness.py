@@ -83,13 +83,14 @@ class CommandError(AssertionError):
     pass
 
 
-def run(command: list[str], cwd: Path, timeout: float = COMMAND_TIMEOUT) -> str:
-    """Runs a command to completion; returns its output, or raises with the output's tail."""
+def run(command: list[str], cwd: Path, timeout: float = COMMAND_TIMEOUT, env: dict[str, str] | None = None) -> str:
+    """Runs a command to completion (``env``: variables added to this process's); returns its
+    output, or raises with the output's tail."""
     started = time.monotonic()
     try:
         result = subprocess.run(command, cwd=cwd, timeout=timeout,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired as exc:
         tail = (exc.stdout or b"")[-3000:]
         raise CommandError(f"`{' '.join(command)}` (in {cwd}) still running after {timeout} s:\n{tail}") from None
@@ -222,6 +223,17 @@ def _docker_time(stamp: str) -> float:
     return when.timestamp() + (float("0." + fraction) if fraction else 0.0)
 
 
+def stamped_lines(container: Any, pattern: str) -> list[tuple[float, str]]:
+    """(docker's timestamp as epoch seconds, line) for each log line of ``container`` (the
+    SDK's) matching ``pattern``."""
+    found = []
+    for line in container.logs(timestamps=True).decode(errors="replace").splitlines():
+        stamp, _, text = line.partition(" ")
+        if re.search(pattern, text):
+            found.append((_docker_time(stamp), text))
+    return found
+
+
 _ports_holder: str | None = None  # the project of this process that holds PORTS_LOCK
 
 
@@ -323,13 +335,7 @@ class Cluster:
         return self.container(who).logs().decode(errors="replace")
 
     def _stamped_lines(self, who: str, pattern: str) -> list[tuple[float, str]]:
-        """(docker's timestamp as epoch seconds, line) for each log line matching ``pattern``."""
-        found = []
-        for line in self.container(who).logs(timestamps=True).decode(errors="replace").splitlines():
-            stamp, _, text = line.partition(" ")
-            if re.search(pattern, text):
-                found.append((_docker_time(stamp), text))
-        return found
+        return stamped_lines(self.container(who), pattern)
 
     def log_times(self, who: str, pattern: str) -> list[float]:
         """When each log line of ``who`` matching ``pattern`` was written (epoch seconds)."""
