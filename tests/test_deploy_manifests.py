@@ -237,7 +237,10 @@ def test_a_swarm_task_gets_the_settings_of_a_node_that_finds_its_peers(tmp_path:
 def test_the_swarm_health_check_and_grace_fit_the_node(tmp_path: Path) -> None:
     _, service = stack()
     endpoint = prod_settings(task_environ(tmp_path)).endpoint
-    assert "GET /readyz " in service["healthcheck"]["test"][-1]
+    # the image's check, asked more often: a task is routed to and updates move on once healthy
+    assert "test" not in service["healthcheck"] and service["healthcheck"]["interval"] == "2s"
+    [check] = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "GET /readyz " in line]
+    assert "/dev/tcp/127.0.0.1/${PORT:-4000}" in check and "' 200 '" in check
     grace = float(service["stop_grace_period"].removesuffix("s"))
     assert grace >= endpoint.drain_seconds + endpoint.shutdown_timeout + 5, (
         f"stop_grace_period {grace} s leaves under 5 s beyond drain_seconds {endpoint.drain_seconds} "
