@@ -119,7 +119,7 @@ def foreign_site(tmp_path: Path) -> Iterator[StaticSite]:
     (root / "static").mkdir(parents=True)
     shutil.copy(STATIC / "index.html", root / "index.html")
     shutil.copy(STATIC / "ws.html", root / "ws.html")
-    for name in ("chat.js", "chat.css"):
+    for name in ("presence.js", "chat.js", "chat.css"):
         shutil.copy(STATIC / name, root / "static" / name)
     (root / "blank.html").write_text("<!doctype html><title>another site</title><p>another site</p>\n")
     site = StaticSite(root, "127.0.0.2")
