@@ -72,8 +72,19 @@ class Pages:
 
     def assert_no_page_errors(self) -> None:
         for page in self.opened:
-            errors = page.log()["errors"]
-            assert not errors, f"{page.name}: uncaught exceptions in the page: {errors}"
+            self._assert_no_errors(page)
+
+    def close_tab(self, page: Page) -> None:
+        """Closes one page while the test goes on (a user closing a tab), its errors checked
+        first: a closed page has no log left to read."""
+        self._assert_no_errors(page)
+        page.close()
+        self.opened.remove(page)
+
+    @staticmethod
+    def _assert_no_errors(page: Page) -> None:
+        errors = page.log()["errors"]
+        assert not errors, f"{page.name}: uncaught exceptions in the page: {errors}"
 
     def close(self) -> None:
         for page in self.opened:
