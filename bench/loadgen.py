@@ -52,10 +52,13 @@ def saturated(result: dict[str, Any], core_shared: bool = False) -> str | None:
 
 
 class LoadGenerator:
-    def __init__(self, *, core: int | None = None, log_path: str | None = None) -> None:
+    """A Node.js script of bench/js spoken to one JSON line per command: loadgen.js by default,
+    or another (``script``) of the same protocol."""
+
+    def __init__(self, *, core: int | None = None, log_path: str | None = None, script: str = SCRIPT) -> None:
         ensure_node_packages()
         self.held = 0   # connections asked of this generator (the idle test spreads them)
-        self.proc = procs.Proc("loadgen", ["node", "--max-old-space-size=4096", SCRIPT],
+        self.proc = procs.Proc(os.path.basename(script), ["node", "--max-old-space-size=4096", script],
                                core=core, log_path=log_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def call(self, cmd: str, wait: float = 120.0, **args: Any) -> dict[str, Any]:

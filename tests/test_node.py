@@ -67,6 +67,41 @@ async def test_recorded_conversation_over_a_real_socket(node: ServerProcess, vsn
     node.assert_clean()
 
 
+# ---- the chat's member list -------------------------------------------------------------------
+
+async def test_chat_lists_members_by_name_with_their_node_and_leaves_nameless_joins_out(node: ServerProcess) -> None:
+    article = await join_room(node, vsn="2.0.0")  # the article's page joins with {}: no presence
+    ada = await PhoenixClient.connect(node.port, vsn="2.0.0")
+    before = int(time.time() * 1000)
+    assert (await ada.join("room:1", {"name": "ada"})).payload == {"status": "ok", "response": {}}
+    state = await ada.receive()
+    assert state.event == "presence_state" and list(state.payload) == ["ada"], state.raw
+    [meta] = state.payload["ada"]["metas"]
+    assert meta["node"] == "nonode@nohost" and before <= meta["online_at"] <= int(time.time() * 1000), meta
+    # The nameless page hears who comes and goes (and ignores it); it is never listed itself.
+    diff = await article.receive()
+    assert (diff.event, list(diff.payload["joins"]), diff.payload["leaves"]) == ("presence_diff", ["ada"], {})
+
+    # A second tab of ada: one key, two metas.
+    tab = await PhoenixClient.connect(node.port, vsn="2.0.0")
+    await tab.join("room:1", {"name": "ada"})
+    state = await tab.receive()
+    assert list(state.payload) == ["ada"] and len(state.payload["ada"]["metas"]) == 2, state.raw
+    diff = await ada.receive()
+    assert (diff.event, list(diff.payload["joins"]), diff.payload["leaves"]) == ("presence_diff", ["ada"], {})
+
+    for bad in ("", "   ", "x" * 33, 42, ["ada"]):
+        refused = await PhoenixClient.connect(node.port, vsn="2.0.0")
+        reply = await refused.join("room:1", {"name": bad})
+        assert reply.payload == {"status": "error", "response": {"reason": "name: 1 to 32 characters"}}, bad
+        refused.close()
+    tab.close()
+    diff = await ada.receive()
+    assert (diff.event, diff.payload["joins"], list(diff.payload["leaves"])) == ("presence_diff", {}, ["ada"])
+    for client in (ada, article):
+        client.close()
+
+
 # ---- HTTP: the upgrade, vsn, origin, the page --------------------------------------------------
 
 async def test_unknown_vsn_is_refused_with_403(node: ServerProcess) -> None:

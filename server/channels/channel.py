@@ -289,6 +289,12 @@ class Channel:
             self._presence = Presence(tracker, self)
         return self._presence
 
+    @property
+    def node_name(self) -> str:
+        """This node's name (``gossipy@ws1``; ``nonode@nohost`` when not distributed), as
+        Elixir's ``node()``: what a presence's meta can carry to say where its client is."""
+        return self._host.pubsub.node.name
+
     def send_after(self, seconds: float, message: Any) -> Timer:
         """Calls ``handle_info(message)`` after ``seconds`` (Phoenix's
         ``Process.send_after(self(), message, ms)``); a periodic job schedules its next run

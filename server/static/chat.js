@@ -5,7 +5,8 @@
 // array frames, a heartbeat every 30 s (no reply within one interval: reconnect), reconnect
 // backoff 10, 50, 100, 150, 200, 250, 500, 1000, 2000 ms then 5 s after any close but a
 // deliberate one, rejoin of the room on every reconnect (and 1, 2, 5, then 10 s after a
-// refused or unanswered join), and messages of a stale join dropped.
+// refused or unanswered join), and messages of a stale join dropped. Who is in the room comes
+// from presence.js (loaded first), which syncs presences as phoenix.js's Presence does.
 //
 // User text only ever reaches the page through textContent / attributes, never innerHTML.
 (function () {
@@ -210,9 +211,10 @@
 
   // ---- a channel ------------------------------------------------------------------------------
 
-  function Channel(socket, topic) {
+  function Channel(socket, topic, params) {
     this.socket = socket;
     this.topic = topic;
+    this.params = params;     // the join payload, sent again on every rejoin
     this.state = 'closed';   // closed | joining | joined | errored
     this.joinRef = null;
     this.rejoinTries = 0;
@@ -253,7 +255,7 @@
     var ref = this.socket.makeRef();
     this.joinRef = ref;
     this.setState('joining');
-    this.socket.push(ref, ref, this.topic, 'phx_join', {}, function (status, response) {
+    this.socket.push(ref, ref, this.topic, 'phx_join', this.params, function (status, response) {
       if (self.joinRef !== ref || self.state === 'closed') return;
       if (status === 'ok') {
         self.rejoinTries = 0;
@@ -345,6 +347,7 @@
     var messagesEl = $('messages');
     var messageInput = $('message');
     var sendButton = $('send');
+    var membersEl = $('members');
 
     $('endpoint').textContent = endpoint.socketUrl;
     var params = new URLSearchParams(window.location.search);
@@ -352,6 +355,7 @@
     $('room').value = params.get('room') || storageGet('gossipy.room') || '1';
     if (window.matchMedia && window.matchMedia('(max-width: 720px)').matches) {
       $('cluster-panel').open = false;
+      $('members-panel').open = false;
     }
 
     function setStatus(state, text) {
@@ -434,6 +438,49 @@
       addLine(item);
     }
 
+    // -- who is in the room: one entry per name, however many tabs or devices it has joined from
+    // (each a meta of its own, naming the node it is connected to).
+
+    function renderMembers(presence) {
+      var members = presence.list(function (name, entry) {
+        var nodes = Object.create(null);
+        var since = Infinity;
+        entry.metas.forEach(function (meta) {
+          var node = typeof meta.node === 'string' ? meta.node : '?';
+          nodes[node] = (nodes[node] || 0) + 1;
+          if (typeof meta.online_at === 'number') since = Math.min(since, meta.online_at);
+        });
+        return {name: name, nodes: nodes, count: entry.metas.length, since: since};
+      });
+      members.sort(function (a, b) { return a.name < b.name ? -1 : a.name > b.name ? 1 : 0; });
+      membersEl.textContent = '';
+      members.forEach(function (member) {
+        var item = document.createElement('li');
+        item.dataset.member = member.name;
+        item.dataset.count = String(member.count);
+        if (isFinite(member.since)) item.title = 'online since ' + new Date(member.since).toLocaleString();
+        var who = document.createElement('span');
+        who.className = 'member-name';
+        who.textContent = clip(member.name, 32);
+        item.appendChild(who);
+        if (member.name === nick) {
+          var tag = document.createElement('span');
+          tag.className = 'tag';
+          tag.textContent = 'you';
+          item.appendChild(tag);
+        }
+        var where = document.createElement('span');
+        where.className = 'member-nodes';
+        where.textContent = Object.keys(member.nodes).sort().map(function (node) {
+          return member.nodes[node] > 1 ? node + ' ×' + member.nodes[node] : node;
+        }).join(' · ');
+        item.appendChild(where);
+        membersEl.appendChild(item);
+      });
+      $('member-count').textContent = '· ' + members.length;
+      $('members-panel').dataset.stale = 'false';
+    }
+
     // -- the cluster panel: GET /cluster of the node the websocket goes to.
     // (Behind a load balancer the HTTP request could in principle land on another node than the
     // websocket; with one address per node, as in the article, it is the same node.)
@@ -509,6 +556,8 @@
       clusterGeneration += 1;
       clearTimeout(clusterTimer);
       $('cluster-panel').dataset.stale = 'true';
+      // Kept until the rejoin's presence_state says who is still here.
+      $('members-panel').dataset.stale = 'true';
       $('node-count').textContent = '';
       if (wasConnected && channel) addSystemLine('Lost the connection to ' + (nodeName || endpoint.authority) + '.');
       nodeName = null;
@@ -550,7 +599,10 @@
       label.textContent = 'room ' + room + ' as ' + nick;
       label.hidden = false;
       document.title = room + ' · gossipy chat';
-      channel = new Channel(socket, 'room:' + room);
+      channel = new Channel(socket, 'room:' + room, {name: nick});
+      membersEl.textContent = '';
+      $('member-count').textContent = '';
+      var presence = new window.gossipyPresence.Presence(channel, function () { renderMembers(presence); });
       var everJoined = false;
       channel.on('state', function (state, info) {
         if (state === 'joined') {
@@ -576,6 +628,8 @@
     $('leave').addEventListener('click', function () {
       if (channel) channel.leave();
       channel = null;
+      membersEl.textContent = '';
+      $('member-count').textContent = '';
       $('chat-view').hidden = true;
       $('join-form').hidden = false;
       $('room-label').hidden = true;

@@ -82,3 +82,25 @@ def wait_cluster(page: Page, nodes: list[str], timeout: float = 15.0) -> list[st
 def fits_width(page: Page) -> bool:
     """No horizontal scrolling: the page fits its (phone-sized) viewport."""
     return page.eval("() => document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def members(page: Page) -> list[list[str]]:
+    """The member list as shown: [name, the nodes line under it], in the page's order."""
+    return page.eval("""() => [...document.querySelectorAll('#members li')].map(
+                          li => [li.dataset.member, li.querySelector('.member-nodes').textContent])""")
+
+
+def wait_members(page: Page, want: dict[str, str], timeout: float = 10.0) -> list[list[str]]:
+    """Waits until the member list, up to date (not stale), shows exactly ``want``: each name
+    once, with its nodes line ("gossipy@127.0.0.2 · gossipy@127.0.0.3", "gossipy@127.0.0.2 ×2")."""
+    wanted = [[name, nodes] for name, nodes in sorted(want.items())]
+    try:
+        return page.wait_for(
+            """(want) => {
+                 if (document.getElementById('members-panel').dataset.stale !== 'false') return null;
+                 const have = [...document.querySelectorAll('#members li')].map(
+                   li => [li.dataset.member, li.querySelector('.member-nodes').textContent]);
+                 return JSON.stringify(have) === JSON.stringify(want) ? have : null;
+               }""", wanted, timeout=timeout, what=f"the member list to show {want}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n(the page lists {members(page)})") from None

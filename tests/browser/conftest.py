@@ -72,8 +72,19 @@ class Pages:
 
     def assert_no_page_errors(self) -> None:
         for page in self.opened:
-            errors = page.log()["errors"]
-            assert not errors, f"{page.name}: uncaught exceptions in the page: {errors}"
+            self._assert_no_errors(page)
+
+    def close_tab(self, page: Page) -> None:
+        """Closes one page while the test goes on (a user closing a tab), its errors checked
+        first: a closed page has no log left to read."""
+        self._assert_no_errors(page)
+        page.close()
+        self.opened.remove(page)
+
+    @staticmethod
+    def _assert_no_errors(page: Page) -> None:
+        errors = page.log()["errors"]
+        assert not errors, f"{page.name}: uncaught exceptions in the page: {errors}"
 
     def close(self) -> None:
         for page in self.opened:
@@ -119,7 +130,7 @@ def foreign_site(tmp_path: Path) -> Iterator[StaticSite]:
     (root / "static").mkdir(parents=True)
     shutil.copy(STATIC / "index.html", root / "index.html")
     shutil.copy(STATIC / "ws.html", root / "ws.html")
-    for name in ("chat.js", "chat.css"):
+    for name in ("presence.js", "chat.js", "chat.css"):
         shutil.copy(STATIC / name, root / "static" / name)
     (root / "blank.html").write_text("<!doctype html><title>another site</title><p>another site</p>\n")
     site = StaticSite(root, "127.0.0.2")

@@ -59,6 +59,8 @@ def test_article_page_shows_what_the_chat_page_says(cluster, pages) -> None:
     chat = pages.open("chat-b", b.url("/"))
     a.wait_for_line(r"JOIN room:1", timeout=10)
     chat_page.join(chat, "ada", "1")
+    # The article's page joins with no name: in the room, never in its member list.
+    chat_page.wait_members(chat, {"ada": b.name})
     chat_page.say(chat, "from the chat page")
     wait_shown(article, "from the chat page")
     shout(article, "from the article's page")

@@ -1,5 +1,6 @@
-"""The chat page (``/``) in real Chromium: nicknames, times, the node and cluster panel,
-reconnection when its node goes away, heartbeats, and user text shown as text.
+"""The chat page (``/``) in real Chromium: nicknames, times, who is in the room and on which
+node, the node and cluster panel, reconnection when its node goes away, heartbeats, and user
+text shown as text.
 
 Screenshots of each step go to tests/artifacts/browser/.
 """
@@ -30,6 +31,9 @@ def test_two_nodes_chat_and_a_page_survives_losing_its_node(cluster, pages, load
     assert alice.text("#node-name") == a.name
     assert bob.text("#node-name") == b.name
     assert a.name in chat_page.wait_state(alice, "joined")
+    # Both list both, each with the node its page is connected to.
+    chat_page.wait_members(alice, {"alice": a.name, "bob": b.name})
+    chat_page.wait_members(bob, {"alice": a.name, "bob": b.name})
 
     # Both ways, with who sent it and when.
     chat_page.say(alice, "hi Bob, this is node A")
@@ -51,6 +55,9 @@ def test_two_nodes_chat_and_a_page_survives_losing_its_node(cluster, pages, load
     assert bob.eval("() => document.getElementById('message').disabled")
     pages.screenshot(bob, "reconnecting")
     assert chat_page.state(alice) == "joined"
+    # Bob's presence went with his node; his page shows its last list, greyed out, meanwhile.
+    chat_page.wait_members(alice, {"alice": a.name}, timeout=15)
+    assert bob.attribute("#members-panel", "data-stale") == "true"
 
     # The load balancer sends new connections to the surviving node; the page recovers by
     # itself, rejoins its room there, and says where it is now.
@@ -61,6 +68,9 @@ def test_two_nodes_chat_and_a_page_survives_losing_its_node(cluster, pages, load
     chat_page.wait_cluster(alice, [a.name], timeout=15)
     assert bob.text("#node-name") == a.name
     assert any("Rejoined room lobby" in line for line in bob.texts("#messages li.system"))
+    # The rejoin's presence_state brings Bob's page up to date: Bob is on node A now.
+    chat_page.wait_members(bob, {"alice": a.name, "bob": a.name})
+    chat_page.wait_members(alice, {"alice": a.name, "bob": a.name})
 
     chat_page.say(bob, "back, now through node A")
     chat_page.wait_message(alice, "bob", "back, now through node A")
@@ -68,6 +78,45 @@ def test_two_nodes_chat_and_a_page_survives_losing_its_node(cluster, pages, load
     chat_page.wait_message(bob, "alice", "welcome back")
     pages.screenshot(bob, "recovered-phone")
     pages.screenshot(alice, "after-failover-desktop")
+    pages.assert_no_page_errors()
+
+
+@pytest.mark.browser
+def test_member_list_one_entry_per_name_across_two_nodes(cluster, pages) -> None:
+    a, b = cluster(2)
+    alice = pages.open("alice", a.url("/"))
+    bob = pages.open("bob", b.url("/"))
+    chat_page.join(alice, "alice", "lobby")
+    chat_page.join(bob, "bob", "lobby")
+    chat_page.wait_members(alice, {"alice": a.name, "bob": b.name})
+    assert alice.texts("#members li .tag") == ["you"]
+    assert alice.text("#member-count") == "· 2"
+
+    # Bob opens two more tabs, on node A and on node B: still one Bob, on both nodes.
+    bob_a = pages.open("bob-on-a", a.url("/"), phone=True)
+    bob_b = pages.open("bob-again-on-b", b.url("/"))
+    chat_page.join(bob_a, "bob", "lobby")
+    chat_page.join(bob_b, "bob", "lobby")
+    both = {"alice": a.name, "bob": f"{a.name} · {b.name} ×2"}
+    for page in (alice, bob, bob_a, bob_b):
+        chat_page.wait_members(page, both)
+    assert alice.attribute('#members li[data-member="bob"]', "data-count") == "3"
+    assert chat_page.fits_width(bob_a)
+    chat_page.say(bob_a, "three tabs, one me")
+    chat_page.wait_message(alice, "bob", "three tabs, one me")
+    chat_page.say(alice, "hi Bob, all of you")
+    chat_page.wait_message(bob, "alice", "hi Bob, all of you")
+    pages.screenshot(alice, "members-desktop")
+    pages.screenshot(bob_a, "members-phone")
+
+    # Closing tabs takes their metas away; the last one takes Bob off the list.
+    pages.close_tab(bob)
+    chat_page.wait_members(alice, {"alice": a.name, "bob": f"{a.name} · {b.name}"})
+    pages.close_tab(bob_b)
+    chat_page.wait_members(alice, {"alice": a.name, "bob": a.name})
+    pages.close_tab(bob_a)
+    chat_page.wait_members(alice, {"alice": a.name})
+    assert alice.text("#member-count") == "· 1"
     pages.assert_no_page_errors()
 
 
