@@ -62,13 +62,16 @@ RELEASE_TMP=${RELEASE_TMP:-${DEFAULT_TMP:-${TMPDIR:-/tmp}/$REL_NAME}}
 PEX_ROOT=$RELEASE_TMP/pex
 PIDFILE=$RELEASE_TMP/$REL_NAME.pid
 LOGFILE=$RELEASE_TMP/log/$REL_NAME.log
-export RELEASE_TMP PEX_ROOT
+# The PEX's bootstrap and Python's tempfile write to TMPDIR: under RELEASE_TMP too, so that a
+# container whose root is read-only needs one writable folder.
+TMPDIR=$RELEASE_TMP/tmp
+export RELEASE_TMP PEX_ROOT TMPDIR
 
 ensure_tmp() {
     # In a shared /tmp, a symlink planted at the default path would aim our writes elsewhere.
     [ ! -L "$RELEASE_TMP" ] || die "$RELEASE_TMP is a symlink; set RELEASE_TMP to the folder itself"
     # Private (umask 077): the unpacked code and the log are this node's alone.
-    (umask 077 && mkdir -p "$RELEASE_TMP/log") 2>/dev/null \
+    (umask 077 && mkdir -p "$RELEASE_TMP/log" "$TMPDIR") 2>/dev/null \
         || die "cannot create $RELEASE_TMP; set RELEASE_TMP to a writable folder"
     [ -O "$RELEASE_TMP" ] \
         || die "$RELEASE_TMP belongs to another user; set RELEASE_TMP to a folder of your own"

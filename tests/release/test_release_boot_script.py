@@ -96,11 +96,15 @@ def test_foreground_is_exec_d_serves_and_stops_on_sigterm(
         prod_root: Path, no_python_path: str, make_node) -> None:
     node = make_node(prod_root, no_python_path)
     before = _snapshot(prod_root)
-    process = node.foreground()
+    process = node.foreground(TMPDIR="/a-read-only-root")
     wait_until(node.serving, 30, f"the node to serve on {node.host}:{node.port}")
     # exec: the pid the caller (Docker) holds is the node's, and so is the pid file's
     assert (node.tmp / "gossipy.pid").read_text().strip() == str(process.pid)
     assert node.run("pid").stdout.strip() == str(process.pid)
+    # nothing but RELEASE_TMP need be writable (a read-only root): temporary files go there too
+    environ = dict(item.split("=", 1) for item in
+                   Path(f"/proc/{process.pid}/environ").read_text().split("\0") if "=" in item)
+    assert environ["TMPDIR"] == str(node.tmp / "tmp") and (node.tmp / "tmp").is_dir()
     # the bundled runtime runs, with the bundled libpython, not the build machine's
     exe = os.path.realpath(f"/proc/{process.pid}/exe")
     assert exe == str(prod_root / "python-3.11.7/bin/python3.11"), exe
