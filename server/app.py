@@ -35,6 +35,7 @@ from .metrics import CONTENT_TYPE, Metrics, Sources
 from .presence.tracker import Tracker
 from .pubsub import PubSub
 from .settings import Settings
+from .weblog import RedactingHandler
 
 if TYPE_CHECKING:
     # Imported in start() at run time: a node that is not distributed never loads the cluster.
@@ -48,7 +49,7 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 MAX_BODY = 4096
 
 
-class ClusterHandler(tornado.web.RequestHandler):
+class ClusterHandler(RedactingHandler):
     """``GET /cluster``: who this node is and which nodes it is connected to (read-only)."""
 
     def initialize(self, server: "Server") -> None:
@@ -68,7 +69,7 @@ class Phase(Enum):
     DRAINING = "draining"
 
 
-class ProbeHandler(tornado.web.RequestHandler):
+class ProbeHandler(RedactingHandler):
     """Asked every few seconds by a machine (Docker, a balancer, Prometheus): never cached,
     and logged at DEBUG only (see ``log_request``)."""
 
@@ -123,13 +124,13 @@ class Booting(Matcher):
         return {} if self.server.phase is Phase.BOOTING else None
 
 
-class BootingHandler(tornado.web.RequestHandler):
+class BootingHandler(RedactingHandler):
     def prepare(self) -> None:
         self.set_status(503)
         self.finish("node booting (boot sync in progress)\n")
 
 
-class PageHandler(tornado.web.StaticFileHandler):
+class PageHandler(RedactingHandler, tornado.web.StaticFileHandler):
     """The pages people open in a browser, served by every node (no separate web server)."""
 
     def set_extra_headers(self, path: str) -> None:

@@ -30,6 +30,7 @@ from tornado.http1connection import HTTP1Connection
 from .publishing import BadRequest, parse
 from .pubsub import PubSub
 from .settings import Api
+from .weblog import RedactingHandler
 
 log = logging.getLogger("gossipy.api")
 
@@ -79,7 +80,7 @@ class Throttle:
 
 
 @tornado.web.stream_request_body
-class BroadcastHandler(tornado.web.RequestHandler):
+class BroadcastHandler(RedactingHandler):
     """Streams the body (so its size is checked before and while it is read, see the module
     docstring), then broadcasts it."""
 

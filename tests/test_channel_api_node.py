@@ -196,3 +196,30 @@ async def test_a_secret_or_algorithm_that_cannot_be_safe_stops_the_node_before_i
     with pytest.raises(StartupError, match=error.replace("[", r"\[").replace("]", r"\]")) as caught:
         await server.start()
     assert auth["jwt_secret"] not in str(caught.value) and server.port == 0
+
+
+# ---- no log line shows a token ---------------------------------------------------------------------
+
+async def test_no_log_line_shows_a_token_when_a_request_fails(caplog: pytest.LogCaptureFixture) -> None:
+    """Tornado's own error lines (a bad query argument, an uncaught exception) print the request
+    URI and repr(request) as they are; the node's handlers print the URI redacted."""
+    secret = "connect-token-" + "t" * 20
+
+    class Broken(Socket):
+        def __init__(self, verifier: Any) -> None:
+            raise RuntimeError("bug in the socket class")
+
+    async with serving() as server:
+        with pytest.raises(HTTPClientError) as not_utf8:
+            await connect(server.port, f"token={secret}&x=%ff")
+    assert not_utf8.value.code == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "refusing websocket from 127.0.0.1: a query parameter is not UTF-8" in node_log(caplog)
+    async with serving(socket_class=Broken) as server:
+        with pytest.raises(HTTPClientError) as crashed:
+            await connect(server.port, f"token={secret}")
+    assert crashed.value.code == 500
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.getMessage() == "Uncaught exception GET /socket/websocket?vsn=2.0.0&token=[redacted] (127.0.0.1)"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "bug in the socket class"
+    assert secret not in node_log(caplog) and "HTTPServerRequest(" not in node_log(caplog)

@@ -30,6 +30,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from ..metrics import Counts
 from ..pubsub import PubSub
 from ..settings import Endpoint
+from ..weblog import RedactingHandler
 from . import rfc6455
 from .channel import PresenceTracker
 from .connect import ConnectInfo, ConnectRefused, Socket
@@ -344,7 +345,7 @@ class WebSocket(asyncio.Protocol):
             self.transport.abort()
 
 
-class UpgradeHandler(tornado.web.RequestHandler):
+class UpgradeHandler(RedactingHandler):
     """Checks a websocket request, then hands its connection to a ``WebSocket``."""
 
     def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry,
@@ -409,10 +410,15 @@ class UpgradeHandler(tornado.web.RequestHandler):
 
     def _connect(self, peer: str) -> Socket | None:
         """The app's socket after its ``connect`` accepted the request; None once refused
-        with 403 and one log line (the reason: never the token, which the access line
+        with 403 (400 for a query that is not UTF-8) and one log line (the reason: never the token, which the access line
         redacts too)."""
+        try:
+            params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        except tornado.web.HTTPError:  # Tornado's "Invalid unicode": its message shows the value
+            log.warning("refusing websocket from %s: a query parameter is not UTF-8", peer)
+            self._refuse(400, "query parameters must be UTF-8")
+            return None
         user_socket = self.new_socket()
-        params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
         try:
             user_socket.connect(params, ConnectInfo(peer, self.request.headers))
         except ConnectRefused as refusal:
