@@ -223,3 +223,21 @@ async def test_no_log_line_shows_a_token_when_a_request_fails(caplog: pytest.Log
     assert record.getMessage() == "Uncaught exception GET /socket/websocket?vsn=2.0.0&token=[redacted] (127.0.0.1)"
     assert record.exc_info is not None and str(record.exc_info[1]) == "bug in the socket class"
     assert secret not in node_log(caplog) and "HTTPServerRequest(" not in node_log(caplog)
+
+
+async def test_assigns_that_are_not_a_mapping_refuse_the_connect_before_the_upgrade(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class ListAssigns(Socket):
+        def connect(self, params: Any, info: Any) -> None:
+            self.assigns = ["user_id", "42"]  # type: ignore[assignment]  # the app's bug
+
+    async with serving(socket_class=ListAssigns) as server:
+        with pytest.raises(HTTPClientError) as refused:
+            await connect(server.port, "")
+        assert refused.value.code == 403
+        assert (await AsyncHTTPClient().fetch(f"http://127.0.0.1:{server.port}/")).code == 200
+    access = [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
+    assert [line.split(" (")[0] for line in access] == ["403 GET /socket/websocket?vsn=2.0.0&", "200 GET /"]
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "tornado.access"]
+    assert record.getMessage() == "refusing websocket from 127.0.0.1: ListAssigns.connect crashed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "assigns must be a mapping, not list"

@@ -21,6 +21,17 @@ _NO_ASSIGNS: Mapping[str, Any] = MappingProxyType({})
 _ANY_TOPIC = TopicRule(any=True)
 
 
+def read_only_assigns(assigns: object) -> Mapping[str, Any]:
+    """What channels read as ``self.assigns``: a token's claims as they are (already read-only),
+    anything else an app's ``connect`` set copied, so it cannot change under the channels.
+    TypeError for a value that is not a mapping."""
+    if isinstance(assigns, MappingProxyType):
+        return assigns
+    if not isinstance(assigns, Mapping):
+        raise TypeError(f"assigns must be a mapping, not {type(assigns).__name__}")
+    return MappingProxyType(dict(assigns))
+
+
 class ConnectRefused(Exception):
     """Raised by ``connect`` to refuse a connection: the client gets HTTP 403, and the node
     logs ``reason`` in one line (so it must not contain the credential)."""

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..metrics import Counts
@@ -24,7 +23,7 @@ from ..presence.state import LimitExceeded
 from ..pubsub import Broadcast, PubSub, reserved_topic
 from . import serializer as wire
 from .channel import Cancellable, Channel, JoinRefused, PresenceTracker, Reply, Scheduler, UnhandledEvent
-from .connect import Socket
+from .connect import Socket, read_only_assigns
 from .rfc6455 import CloseCode
 from .serializer import DecodeError, Message, Serializer
 
@@ -77,11 +76,8 @@ class PhoenixSocket:
         self.counts = Counts() if counts is None else counts
         self.channels: dict[str, Channel] = {}
         self.user_socket = user_socket or Socket(None)
-        # Read-only for the channels: a token's claims already are; what an app's connect set
-        # is copied, so it cannot change under them either.
-        assigns = self.user_socket.assigns
-        self.assigns: Mapping[str, Any] = (assigns if isinstance(assigns, MappingProxyType)
-                                           else MappingProxyType(dict(assigns)))
+        # The websocket checked them before the upgrade (a no-op then); a unit test's are read here.
+        self.assigns = read_only_assigns(self.user_socket.assigns)
         self.scheduler = scheduler
         self.presence = presence
         # Made on the first mistake: most sockets never make one.

@@ -33,7 +33,7 @@ from ..settings import Endpoint
 from ..weblog import RedactingHandler
 from . import rfc6455
 from .channel import PresenceTracker
-from .connect import ConnectInfo, ConnectRefused, Socket
+from .connect import ConnectInfo, ConnectRefused, Socket, read_only_assigns
 from .rfc6455 import (
     DATA_OPCODES,
     CloseCode,
@@ -421,6 +421,8 @@ class UpgradeHandler(RedactingHandler):
         user_socket = self.new_socket()
         try:
             user_socket.connect(params, ConnectInfo(peer, self.request.headers))
+            # Checked here, before the 101: nothing after detach() may raise on the app's data.
+            user_socket.assigns = read_only_assigns(user_socket.assigns)
         except ConnectRefused as refusal:
             log.warning("refusing websocket from %s: %s", peer, refusal.reason)
         except Exception:
