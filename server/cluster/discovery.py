@@ -18,7 +18,7 @@ import logging
 import socket
 from typing import Awaitable, Callable
 
-from ..nodename import NodeName
+from ..nodename import NodeName, NodeNameError
 from ..settings import Distribution
 
 log = logging.getLogger("gossipy.cluster.discovery")
@@ -66,13 +66,21 @@ async def system_resolver(name: str) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _is_node_name(text: str) -> bool:
+    try:
+        NodeName.parse(text)
+    except NodeNameError:
+        return False
+    return True
+
+
 class DnsPoller:
     """dns_cluster's whole job: resolve the queries, diff the nodes against the last answer,
     ``want`` the new ones and ``unwant`` those that vanished, log a query's answer only when it
     changed, and poll again every ``dns_cluster_interval``.
 
-    Every address is a node ``<this node's name part>@<ip>`` (settings made sure this node is
-    named so); this node's own address is skipped. A failed lookup keeps the query's last
+    Every address of this node's IP version is a node ``<this node's name part>@<ip>``
+    (settings made sure this node is named so); this node's own address is skipped. A failed lookup keeps the query's last
     answer: a resolver hiccup must not make the cluster forget its nodes.
     """
 
@@ -126,13 +134,19 @@ class DnsPoller:
 
     def _answer(self, query: str, addresses: list[str]) -> list[str]:
         ips = sorted({ipaddress.ip_address(a) for a in addresses}, key=lambda ip: (ip.version, ip))
-        names = [f"{self._name_part}@{ip}" for ip in ips if ip != self._own_ip]
+        # A node answers to one name, whose address is of this node's IP version: on a
+        # dual-stack name the other version's records are the same nodes (this one included)
+        # under names none of them answers to, dialed and refused for ever. A scoped IPv6
+        # address (fe80::1%eth0) is no node name: the dialing task would die of it.
+        candidates = (f"{self._name_part}@{ip}" for ip in ips if ip.version == self._own_ip.version
+                      and ip != self._own_ip)
+        names = [name for name in candidates if _is_node_name(name)]
         if not ips:
             self._report(query, logging.WARNING, "no A/AAAA records; no node to join through it yet")
         elif not names:
             self._report(query, logging.INFO, "only this node")
         else:
-            mine = ", and this node" if len(names) < len(ips) else ""
+            mine = ", and this node" if self._own_ip in ips else ""
             self._report(query, logging.INFO, f"{len(names)} node(s): {', '.join(names)}{mine}")
         return names
 

@@ -120,12 +120,25 @@ async def test_a_failed_lookup_keeps_the_last_answer_and_recovery_is_logged(disc
 
 
 async def test_queries_are_one_set_of_nodes_and_ipv6_records_are_nodes_too() -> None:
-    dns = Answers(a=["10.0.0.2", "fd00::2"], b=["10.0.0.2", "10.0.0.3"])
+    dns = Answers(a=["fd00::2", "fd00::4"], b=["fd00::2", "fd00::3"])
     dns_poller, wanted = poller(dns, "a", "b", node="chat@fd00:0::1")
-    assert await dns_poller.poll() == ["chat@10.0.0.2", "chat@10.0.0.3", "chat@fd00::2"]
-    dns.answers["b"] = ["10.0.0.3", "fd00::1"]  # 10.0.0.2 is still in a's answer; fd00::1 is this node
+    assert await dns_poller.poll() == ["chat@fd00::2", "chat@fd00::3", "chat@fd00::4"]
+    dns.answers["b"] = ["fd00::3", "fd00::1"]  # fd00::2 is still in a's answer; fd00::1 is this node
     await dns_poller.poll()
-    assert wanted.calls == ["+chat@10.0.0.2", "+chat@10.0.0.3", "+chat@fd00::2"]
+    assert wanted.calls == ["+chat@fd00::2", "+chat@fd00::3", "+chat@fd00::4"]
+
+
+async def test_on_dual_stack_dns_only_this_nodes_ip_version_names_nodes(discovery_logs) -> None:
+    """Each host has an A and an AAAA record: the other version's addresses are the same nodes
+    (this one too) under names none answers to; a scoped address is no node name at all."""
+    dns = Answers(ws=["10.0.0.1", "fd00::1", "10.0.0.2", "fd00::2", "fe80::2%eth0"])
+    dns_poller, wanted = poller(dns, "ws")
+    assert await dns_poller.poll() == ["gossipy@10.0.0.2"]
+    six_poller, six_wanted = poller(dns, "ws", node="gossipy@fd00::1")
+    assert await six_poller.poll() == ["gossipy@fd00::2"]
+    assert (wanted.calls, six_wanted.calls) == (["+gossipy@10.0.0.2"], ["+gossipy@fd00::2"])
+    assert logged(discovery_logs) == ["INFO dns_cluster_query ws: 1 node(s): gossipy@10.0.0.2, and this node",
+                                      "INFO dns_cluster_query ws: 1 node(s): gossipy@fd00::2, and this node"]
 
 
 # ---- DNS discovery in real Nodes (one process, 127.0.0.x, the resolver injected) -----------------
