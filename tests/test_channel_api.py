@@ -285,11 +285,17 @@ def test_an_exception_in_a_hook_ends_that_channel_only(hook: str, caplog: pytest
         else:
             frames = peer.send("2", "3", topic, "phx_leave")[1:]  # after the leave's ok
         assert frames == [Message("2", "2", topic, "phx_error", {})]
+    assert str(ended_alone(peer, topic, caplog)) == f"bug in {hook}"
+
+
+def ended_alone(peer: Peer, topic: str, caplog: pytest.LogCaptureFixture) -> BaseException | None:
+    """Asserts that the channel on ``topic`` ended alone, logged in one record; its exception."""
     [record] = crash_records(caplog)
-    assert record.exc_info is not None and str(record.exc_info[1]) == f"bug in {hook}"
+    assert record.exc_info is not None
     assert topic not in peer.socket.channels and peer.pubsub.subscriber_count(topic) == 0
     assert peer.transport.closed is None
     assert peer.send("1", "9", TOPIC, "whoami")[0].payload["status"] == "ok"  # the other channel lives
+    return record.exc_info[1]
 
 
 def test_an_exception_in_may_join_refuses_the_join(caplog: pytest.LogCaptureFixture) -> None:
@@ -300,6 +306,38 @@ def test_an_exception_in_may_join_refuses_the_join(caplog: pytest.LogCaptureFixt
     peer = Peer(V2, routes=api_app.ROUTES, user_socket=Broken(None))
     assert peer.send("1", "1", TOPIC, "phx_join") == [reply("1", "1", TOPIC, "error", {"reason": "join crashed"})]
     assert len(crash_records(caplog)) == 1
+
+
+class Unencodable(Channel):
+    """Answers with a value JSON cannot carry (NaN) from the hook named by its topic."""
+
+    intercept = frozenset({"out"})
+
+    def join(self, payload: Any) -> Any:
+        return {"x": float("nan")} if self.topic == "nan:join" else {}
+
+    def handle_in(self, event: str, payload: Any) -> Reply | None:
+        if self.topic == "nan:handle_out":
+            self.broadcast("out", {})
+            return None
+        return Reply.ok({"x": float("nan")})
+
+    def handle_out(self, event: str, payload: Any) -> Any:
+        return {"x": float("nan")}
+
+
+@pytest.mark.parametrize("hook", ["join", "handle_in", "handle_out"])
+def test_an_unencodable_reply_or_push_crashes_that_channel_only(hook: str, caplog: pytest.LogCaptureFixture) -> None:
+    peer = Peer(V2, routes=[("nan:*", Unencodable), *api_app.ROUTES], scheduler=Clock())
+    joined(peer, TOPIC, "1")
+    topic = f"nan:{hook}"
+    frames = peer.send("2", "2", topic, "phx_join")
+    if hook == "join":
+        assert frames == [reply("2", "2", topic, "error", {"reason": "join crashed"})]
+    else:
+        assert frames == [reply("2", "2", topic, "ok", {})]
+        assert peer.send("2", "3", topic, "go") == [Message("2", "2", topic, "phx_error", {})]
+    assert isinstance(ended_alone(peer, topic, caplog), ValueError)
 
 
 # ---- connect: the default token check, and topics ------------------------------------------------

@@ -147,6 +147,9 @@ class PhoenixSocket:
         channel = channel_class(message.topic, message.join_ref, self)
         try:
             response = channel.join(message.payload)
+            # Encoded in here: a response JSON cannot carry is the join's bug, like a raise.
+            joined = self.serializer.encode(wire.reply(message.join_ref, message.ref, message.topic, "ok",
+                                                       {} if response is None else response))
         except JoinRefused as refusal:
             channel._release()
             log.info("JOIN %s refused for %s: %s", message.topic, self.peer, refusal.reason)
@@ -165,7 +168,7 @@ class PhoenixSocket:
             self.counts.channels += 1
             self.pubsub.subscribe(message.topic, channel)
             log.info("JOIN %s to %s from %s", message.topic, channel_class.__name__, self.peer)
-            self._reply(message, message.join_ref, "ok", {} if response is None else response)
+            self._send_text(joined)
             channel._joined()
         if replaced is not None:
             self._tell_ended(*replaced)
@@ -173,18 +176,17 @@ class PhoenixSocket:
     def _handle_in(self, channel: Channel, message: Message) -> None:
         try:
             result = channel.handle_in(message.event, message.payload)
+            # Unless the channel crashed meanwhile (in the handle_out of its own broadcast, say).
+            # Encoded in here: a reply JSON cannot carry crashes the channel, not the socket.
+            if isinstance(result, Reply) and self.channels.get(channel.topic) is channel:
+                self._reply(message, message.join_ref, result.status, result.response)
         except UnhandledEvent as exc:
             self._mistake("event", "channel on %.80r crashed for %s: %.120s", channel.topic, self.peer, exc)
             self._crash(channel)
-            return
         except Exception:
             log.exception("channel %s on %s crashed handling %r",
                           type(channel).__name__, channel.topic, message.event)
             self._crash(channel)
-            return
-        # Unless the channel crashed meanwhile (in the handle_out of its own broadcast, say).
-        if isinstance(result, Reply) and self.channels.get(channel.topic) is channel:
-            self._reply(message, message.join_ref, result.status, result.response)
 
     def deliver_intercepted(self, channel: Channel, message: Broadcast) -> None:
         """A broadcast of an event the channel intercepts: through its ``handle_out``."""
@@ -192,13 +194,12 @@ class PhoenixSocket:
             return  # ended during this broadcast's delivery
         try:
             payload = channel.handle_out(message.event, message.payload)
+            if payload is not None:  # pushed in here: a payload JSON cannot carry is handle_out's bug
+                self.push(channel, message.event, payload)
         except Exception:
             log.exception("channel %s on %s crashed in handle_out of %r",
                           type(channel).__name__, channel.topic, message.event)
             self._crash(channel)
-            return
-        if payload is not None:
-            self.push(channel, message.event, payload)
 
     def deliver_info(self, channel: Channel, message: Any) -> None:
         """A ``send_after`` message whose time came: to the channel's ``handle_info``."""
@@ -238,7 +239,10 @@ class PhoenixSocket:
     # ---- outbound ------------------------------------------------------------------------------
 
     def _send(self, message: Message) -> None:
-        self.transport.send_frame(self.transport.prepare_frame(self.serializer.encode(message)))
+        self._send_text(self.serializer.encode(message))
+
+    def _send_text(self, text: str) -> None:
+        self.transport.send_frame(self.transport.prepare_frame(text))
 
     def push(self, channel: Channel, event: str, payload: Any) -> None:
         self._send(Message(channel.join_ref, None, channel.topic, event, payload))
