@@ -340,6 +340,33 @@ def test_an_unencodable_reply_or_push_crashes_that_channel_only(hook: str, caplo
     assert isinstance(ended_alone(peer, topic, caplog), ValueError)
 
 
+def test_a_channel_that_crashes_twice_in_one_hook_is_ended_and_reported_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """handle_out raises for the channel's own broadcast (it crashes there), then handle_in raises."""
+    ended: list[str] = []
+
+    class Twice(Channel):
+        intercept = frozenset({"out"})
+
+        def handle_in(self, event: str, payload: Any) -> Reply | None:
+            self.broadcast("out", {})
+            raise RuntimeError("bug in handle_in")
+
+        def handle_out(self, event: str, payload: Any) -> Any:
+            raise RuntimeError("bug in handle_out")
+
+        def terminate(self, reason: str) -> None:
+            ended.append(reason)
+
+    peer = Peer(V2, routes=[("twice:*", Twice), *api_app.ROUTES], scheduler=Clock())
+    joined(peer, TOPIC, "1")
+    joined(peer, "twice:1", "2")
+    assert peer.send("2", "3", "twice:1", "go") == [Message("2", "2", "twice:1", "phx_error", {})]
+    assert ended == ["crashed"]
+    assert [str(r.exc_info[1]) for r in crash_records(caplog) if r.exc_info] == \
+        ["bug in handle_out", "bug in handle_in"]
+
+
 # ---- connect: the default token check, and topics ------------------------------------------------
 
 def token(secret: str = SECRET, **claims: Any) -> str:

@@ -216,8 +216,8 @@ class PhoenixSocket:
         return (self.scheduler or asyncio.get_running_loop()).call_later(delay, callback)
 
     def _crash(self, channel: Channel) -> None:
-        self._end(channel, "crashed")
-        self._tell_ended(channel, wire.ERROR)
+        if self._end(channel, "crashed") is not None:
+            self._tell_ended(channel, wire.ERROR)
 
     def _unmatched(self, message: Message) -> None:
         self._mistake("topic", "ignoring unmatched topic %.80r (event %.80r) from %s",
@@ -256,15 +256,16 @@ class PhoenixSocket:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
-    def _end(self, channel: Channel, reason: str) -> str:
+    def _end(self, channel: Channel, reason: str) -> str | None:
         """Ends a channel: no more broadcasts, its ``terminate``, no more timers (those its
         terminate set included). Returns the event that tells the client: ``phx_close``, or
         ``phx_error`` when terminate raised (as Phoenix's socket reports a channel process that
-        exited abnormally)."""
-        # A channel can end twice (a crash in the handle_out of its own broadcast, then in its
-        # handle_in): the gauge counts what left the table.
-        if self.channels.pop(channel.topic, None) is not None:
-            self.counts.channels -= 1
+        exited abnormally); None, doing nothing, for a channel that has ended already (one
+        hook can crash it twice: in the handle_out of its own broadcast, then itself)."""
+        if self.channels.get(channel.topic) is not channel:
+            return None
+        del self.channels[channel.topic]
+        self.counts.channels -= 1
         self.pubsub.unsubscribe(channel.topic, channel)
         try:
             channel.terminate(reason)
@@ -275,8 +276,9 @@ class PhoenixSocket:
             channel._release()
         return wire.CLOSE
 
-    def _tell_ended(self, channel: Channel, event: str) -> None:
-        self._send(Message(channel.join_ref, channel.join_ref, channel.topic, event, {}))
+    def _tell_ended(self, channel: Channel, event: str | None) -> None:
+        if event is not None:  # None: it ended, and the client was told, before
+            self._send(Message(channel.join_ref, channel.join_ref, channel.topic, event, {}))
 
     def closed(self, reason: str = "closed") -> None:
         """The connection is ending: end every channel with ``reason`` (``"closed"``, or
