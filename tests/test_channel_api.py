@@ -15,8 +15,8 @@ import pytest
 
 from server.auth import TokenVerifier
 from server.channels import Channel, ConnectInfo, ConnectRefused, Reply, Socket
-from server.channels.serializer import V2, Message, Serializer
-from server.pubsub import PubSub
+from server.channels.serializer import V1, V2, Message, Serializer
+from server.pubsub import Broadcast, PubSub
 
 from apps import api_app
 from test_socket import BOTH, Peer, reply
@@ -365,6 +365,38 @@ def test_a_channel_that_crashes_twice_in_one_hook_is_ended_and_reported_once(
     assert ended == ["crashed"]
     assert [str(r.exc_info[1]) for r in crash_records(caplog) if r.exc_info] == \
         ["bug in handle_out", "bug in handle_in"]
+
+
+def test_a_broadcast_json_cannot_carry_crashes_the_channel_that_makes_it(caplog: pytest.LogCaptureFixture) -> None:
+    class Shouter(Channel):
+        def handle_in(self, event: str, payload: Any) -> Reply | None:
+            self.broadcast("shout", {"x": float("nan")})
+            return None
+
+    pubsub = PubSub()
+    listener = Peer(V2, pubsub, routes=[("s:*", Shouter)])
+    joined(listener, "s:1")
+    shouter = Peer(V2, pubsub, routes=[("s:*", Shouter)])
+    joined(shouter, "s:1")
+    before = len(listener.transport.sent)
+    assert shouter.send("1", "2", "s:1", "go") == [Message("1", "1", "s:1", "phx_error", {})]
+    assert len(listener.transport.sent) == before
+    [record] = crash_records(caplog)
+    assert isinstance(record.exc_info and record.exc_info[1], ValueError)
+
+
+def test_a_broadcast_no_socket_can_encode_is_logged_once_not_once_per_subscriber(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """What arrives from a peer or the API is strict JSON already; the fan-out stays robust."""
+    pubsub = PubSub()
+    peers = [Peer(serializer, pubsub, routes=api_app.ROUTES, scheduler=Clock()) for serializer in (V1, V2, V1, V2)]
+    for peer in peers:
+        joined(peer)
+    pubsub.local_broadcast(Broadcast(TOPIC, "news", {"x": float("nan")}))
+    pubsub.local_broadcast(Broadcast(TOPIC, "news", {"n": 1}))
+    [record] = crash_records(caplog)
+    assert record.getMessage().startswith("broadcast of news on room:1 not delivered: Out of range float values")
+    assert all(peer.serializer.decode(peer.transport.sent[-1]).payload == {"n": 1} for peer in peers)
 
 
 # ---- connect: the default token check, and topics ------------------------------------------------

@@ -29,6 +29,10 @@ from .serializer import DecodeError, Message, Serializer
 
 log = logging.getLogger("gossipy.socket")
 
+# The key of a broadcast's cache (see pubsub) under which a payload no serializer can encode
+# is remembered.
+_UNENCODABLE = object()
+
 
 class Transport(Protocol):
     """Moves frames. ``prepare_frame`` turns a frame's text into what ``send_frame`` writes,
@@ -250,8 +254,16 @@ class PhoenixSocket:
     def deliver(self, message: Broadcast, cache: dict[Any, Any]) -> None:
         frame = cache.get(self.serializer)
         if frame is None:
-            frame = cache[self.serializer] = self.transport.prepare_frame(
-                wire.encode_broadcast(self.serializer, message))
+            if _UNENCODABLE in cache:
+                return
+            try:
+                text = wire.encode_broadcast(self.serializer, message)
+            except (TypeError, ValueError) as exc:
+                # Remembered for the broadcast: one line, not one per subscriber.
+                cache[_UNENCODABLE] = True
+                log.error("broadcast of %s on %s not delivered: %s", message.event, message.topic, exc)
+                return
+            frame = cache[self.serializer] = self.transport.prepare_frame(text)
         self.transport.send_frame(frame)
 
     # ---- lifecycle -----------------------------------------------------------------------------
