@@ -45,6 +45,15 @@ IDLE_WAIT = 60.0
 _SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 
 
+def _signal_name(number: int) -> str:
+    """``SIGKILL``; or, for a signal ``signal.Signals`` has no member for (the realtime ones
+    between SIGRTMIN and SIGRTMAX), ``35 (Real-time signal 1)``."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"{number} ({signal.strsignal(number) or 'unknown'})"
+
+
 @dataclass
 class _Worker:
     index: int
@@ -108,7 +117,7 @@ class Supervisor:
 
     def _exited(self, worker: _Worker, code: int) -> None:
         worker.pid = None
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+        how = f"signal {_signal_name(-code)}" if code < 0 else f"status {code}"
         if self._stopping:
             log.info("worker %d stopped (%s)", worker.index, how)
             return

@@ -200,3 +200,17 @@ def test_two_hosts_of_two_workers_mesh_fully(tmp_path) -> None:
                    30, "4 workers in a full mesh")
         nodes = run_node("--config", str(both[1].config_path), "nodes").stdout.split()
         assert nodes[0] == "gossipy@127.0.0.3" and set(nodes) == names
+
+
+def test_a_worker_killed_by_a_realtime_signal_is_restarted(tmp_path) -> None:
+    """Realtime signals (SIGRTMIN+1 to SIGRTMAX-1) are no member of signal.Signals."""
+    with hosts(Host(tmp_path, "127.0.0.4", dist_ports(["127.0.0.4"]))) as (host,):
+        serving = r"node gossipy@127\.0\.0\.4 serving websockets"
+        host.wait_for_line(serving, 20)
+        victim = host.workers()[1]
+        os.kill(victim, signal.SIGRTMIN + 1)
+        host.wait_for_line(rf"worker 1 exited \(signal {signal.SIGRTMIN + 1} \(Real-time signal 1\)\); restarting it", 10)
+        # Read from the log, not /proc: a child between fork and exec has no GOSSIPY_WORKER yet.
+        wait_until(lambda: len(host.lines(serving)) == 2, 20, "worker 1 to serve again")
+        assert host.stop(timeout=15) == 0
+        assert not host.lines(r" (ERROR|CRITICAL) |Traceback"), host.log()
