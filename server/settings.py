@@ -565,7 +565,7 @@ def _resolve_workers(node: Mapping[str, Any], environ: Mapping[str, str]) -> int
     value: Any = node.get("workers", 1)
     if ENV_WORKERS in environ:
         text = environ[ENV_WORKERS].strip()
-        value = text if text == "auto" else int(text) if text.isdigit() else None
+        value = text if text == "auto" else _ascii_int(text)
         if not _workers(value):
             raise SettingsError(f"{ENV_WORKERS}={environ[ENV_WORKERS]!r}: expected a positive integer or auto")
     return cpu_count() if value == "auto" else int(value)
@@ -575,9 +575,16 @@ def _resolve_worker(environ: Mapping[str, str], workers: int) -> int | None:
     if ENV_WORKER not in environ:
         return None
     text = environ[ENV_WORKER]
-    if not text.isdigit() or not 1 <= int(text) <= workers:
+    index = _ascii_int(text)
+    if index is None or not 1 <= index <= workers:
         raise SettingsError(f"{ENV_WORKER}={text!r}: expected a worker number from 1 to {workers}")
-    return int(text)
+    return index
+
+
+def _ascii_int(text: str) -> int | None:
+    """The number ``text`` spells in ASCII digits, else None: str.isdigit also takes ``²``,
+    which int() refuses, and int() takes other scripts' digits, which no one means here."""
+    return int(text) if text.isascii() and text.isdecimal() else None
 
 
 def _dns_cluster_query(kernel: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, ...]:

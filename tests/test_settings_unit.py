@@ -319,7 +319,7 @@ def test_workers_default_to_one_and_come_from_the_document_or_the_environment() 
     assert settings.settings_from({"node": {"workers": 3}}, {"GOSSIPY_WORKERS": "2"}).workers == 2
     assert settings.settings_from({"node": {"workers": "auto"}}, {}).workers == settings.cpu_count()
     assert settings.settings_from({}, {"GOSSIPY_WORKERS": "auto"}).workers == settings.cpu_count()
-    for bad in ("0", "-1", "two", ""):
+    for bad in ("0", "-1", "two", "", "\u00b2", "\u0662"):  # superscript two, Arabic-Indic two
         with pytest.raises(SettingsError, match="GOSSIPY_WORKERS=.*expected a positive integer or auto"):
             settings.settings_from({}, {"GOSSIPY_WORKERS": bad})
 
@@ -333,8 +333,9 @@ def test_a_worker_gets_its_name_port_and_siblings_from_the_hosts_settings() -> N
     assert (second.distribution.node, second.worker, second.distribution.port) == ("gossipy-2@127.0.0.2", 2, 5000)
     assert second.distribution.sync_nodes_optional == ("gossipy@127.0.0.3", "gossipy@127.0.0.2",
                                                        "gossipy-2@127.0.0.2", "gossipy-3@127.0.0.2")
-    with pytest.raises(SettingsError, match="GOSSIPY_WORKER='4': expected a worker number from 1 to 3"):
-        settings.settings_from(data, {"GOSSIPY_WORKER": "4"})
+    for bad in ("4", "\u00b2", "\u0662"):
+        with pytest.raises(SettingsError, match=f"GOSSIPY_WORKER='{bad}': expected a worker number from 1 to 3"):
+            settings.settings_from(data, {"GOSSIPY_WORKER": bad})
 
 
 def test_workers_of_a_node_with_no_name_form_a_cluster_on_loopback_under_the_supervisors_cookie() -> None:
