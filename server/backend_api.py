@@ -22,6 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from http.client import responses
 from typing import Any
 
 import tornado.web
@@ -145,8 +146,11 @@ class BroadcastHandler(RedactingHandler):
         self.finish({"error": error})
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Tornado's own refusals (405 for a GET, 500) in the same JSON shape."""
-        self.finish({"error": self._reason})
+        """Tornado's own refusals (405 for a GET, 500) in the same JSON shape: an HTTPError's
+        own reason phrase, else the status's standard one."""
+        _, error, _ = kwargs.get("exc_info", (None, None, None))
+        reason = error.reason if isinstance(error, tornado.web.HTTPError) else None
+        self.finish({"error": reason or responses.get(status_code, "Unknown")})
 
 
 def routes(pubsub: PubSub, api: Api) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:

@@ -205,6 +205,13 @@ async def test_a_body_over_api_max_body_is_413_before_it_is_read(start_node) -> 
     assert_no_key_logged(node)
 
 
+def test_tornados_own_refusals_answer_in_the_apis_json_shape(start_node) -> None:
+    node = start_node(api={"key": KEY})
+    answer = exchange(node, f"GET {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n"), answer
+    assert answer.endswith(b'{"error": "Method Not Allowed"}'), answer
+
+
 # ---- settings: the key from vm.yml or GOSSIPY_API_KEY, never shown ----------------------------
 
 def test_gossipy_api_key_wins_over_vm_yml(start_node) -> None:
