@@ -193,6 +193,11 @@ class Server:
         auth = self.settings.auth
         if auth.jwt_secret is None:
             return None
+        if self.socket_class.connect is not Socket.connect:
+            # The app's connect runs instead of the token check: an operator who set a secret
+            # should not believe tokens are checked when nothing says so.
+            log.warning("auth.jwt_secret is set, but %s.connect replaces the token check: connect tokens "
+                        "are checked only if it calls super().connect(params, info)", self.socket_class.__name__)
         try:
             return TokenVerifier(auth.jwt_secret.reveal(), auth.jwt_algorithms)
         except ValueError as exc:  # its message names lengths and algorithms, never the secret

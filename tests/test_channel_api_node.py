@@ -241,3 +241,19 @@ async def test_assigns_that_are_not_a_mapping_refuse_the_connect_before_the_upgr
     [record] = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "tornado.access"]
     assert record.getMessage() == "refusing websocket from 127.0.0.1: ListAssigns.connect crashed"
     assert record.exc_info is not None and str(record.exc_info[1]) == "assigns must be a mapping, not list"
+
+
+async def test_a_socket_class_that_replaces_connect_is_warned_of_once_when_a_jwt_secret_is_set(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "replaces the token check" in r.getMessage()]
+
+    async with serving({"jwt_secret": SECRET}):
+        pass
+    async with serving(socket_class=api_app.KeySocket):
+        pass
+    assert warnings() == []  # the base class's check, or no secret to check with
+    async with serving({"jwt_secret": SECRET}, socket_class=api_app.KeySocket) as server:
+        await connect(server.port, "key=letmein")
+    assert warnings() == ["auth.jwt_secret is set, but KeySocket.connect replaces the token check: "
+                          "connect tokens are checked only if it calls super().connect(params, info)"]
