@@ -25,7 +25,7 @@ from tornado.log import access_log
 from tornado.netutil import bind_sockets
 from tornado.routing import Matcher, Rule
 
-from . import backend_api, chat
+from . import backend_api, chat, publishing
 from .apps import App
 from .auth import TokenVerifier, redact_uri
 from .channels import Channel, Socket
@@ -187,6 +187,12 @@ class Server:
         nodes = self.cluster.connected_nodes() if self.cluster is not None else []
         return {"node": self.name, "nodes": nodes}
 
+    def publish(self, message: Any) -> None:
+        """A message from ``bin/gossipy broadcast`` (through the cluster's control port):
+        checked as the backend API checks one, then broadcast like any channel's. The
+        ValueError it refuses with (``publishing.BadRequest``) goes back to the asker."""
+        self.pubsub.broadcast(publishing.message(message))
+
     def token_verifier(self) -> TokenVerifier | None:
         """The check of connect tokens the settings ask for (None: no ``auth.jwt_secret``);
         StartupError for a secret or algorithm that cannot be safe."""
@@ -240,6 +246,7 @@ class Server:
 
             cluster = self.cluster = Node(distribution)
             adapter = self.pubsub.adapter = ClusterAdapter(cluster, self.pubsub)
+            cluster.set_publisher(self.publish)
             self.metrics.sources = dataclasses.replace(
                 self.metrics.sources, peer_broadcasts=lambda: adapter.received, peer_queues=cluster.send_queues,
                 refusals=lambda: cluster.refusals)

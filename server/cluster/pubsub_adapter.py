@@ -11,9 +11,9 @@ peer's creation, and whether it left cleanly (its LEAVE frame) or was lost.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Callable
 
-from .. import publishing, strictjson
+from .. import strictjson
 from ..pubsub import Broadcast, NodeId, PubSub, reserved_topic
 from .framing import FrameError
 from .handshake import PeerInfo
@@ -32,7 +32,6 @@ class ClusterAdapter:
         self.received = 0
         self.node = NodeId(node.name, node.creation)
         node.set_receiver(self._received)
-        node.set_publisher(self._publish)
         node.set_watcher(self._up, self._down)
 
     def broadcast(self, message: Broadcast) -> None:
@@ -57,11 +56,6 @@ class ClusterAdapter:
 
     def _down(self, info: PeerInfo, left: bool) -> None:
         self._pubsub.node_down(NodeId(info.name, info.creation), left)
-
-    def _publish(self, message: Any) -> None:
-        """A message from ``bin/gossipy broadcast``: checked as the backend API checks one, then
-        broadcast like any channel's (``publishing.BadRequest`` is the ValueError it refuses with)."""
-        self._pubsub.broadcast(publishing.message(message))
 
     def _received(self, sender: str, data: bytes) -> None:
         try:

@@ -356,9 +356,6 @@ class _FakeNode:
     def set_receiver(self, receiver: Callable[[str, bytes], None]) -> None:
         self.receiver = receiver
 
-    def set_publisher(self, publisher: Callable[[Any], None]) -> None:
-        self.publisher = publisher
-
     def set_watcher(self, up: Callable[[Any], None], down: Callable[[Any, bool], None]) -> None:
         pass
 
