@@ -23,14 +23,12 @@ import yaml
 from server import settings
 
 from . import BuildError, archive, pexfile, runtime, wheels
-from .appsource import check_pins_agree, find_app
+from .appsource import SERVER_PACKAGE, check_pins_agree, find_app, source_files
 from .contract import ENTRY_POINT, Release
 from .project import Project, check_python, read_pins, source_date_epoch
 
 SCRIPT_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "gossipy.sh")
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
-# The server package and the app go into the PEX without what a checkout accumulates beside them.
-_SOURCE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 Say = Callable[[str], None]
 
@@ -99,9 +97,8 @@ def build(project: Project, env: str | None, say: Say, environ: Mapping[str, str
     packed = f"server + {app.top_level}" if app.top_level else "server"
     step(f"building the PEX {contract.pex} ({packed} + pinned wheels, offline)")
     with tempfile.TemporaryDirectory(prefix="gossipy-pex-src-") as source_dir:
-        _copy_source(server_dir, os.path.join(source_dir, "server"))
-        if app.top_level:
-            _copy_source(os.path.join(project.root, app.top_level), os.path.join(source_dir, app.top_level))
+        for top_level in (SERVER_PACKAGE, *filter(None, [app.top_level])):
+            _copy_source(project.root, top_level, source_dir)
         pexfile.build_pex(source_dir, requirements_files, wheelhouse, contract.entry_point,
                           os.path.join(root, contract.pex))
 
@@ -187,11 +184,12 @@ def render_script(contract: Release) -> str:
     return _PLACEHOLDER.sub(literal, template)
 
 
-def _copy_source(source: str, dest: str) -> None:
-    if os.path.isdir(source):
-        shutil.copytree(source, dest, ignore=_SOURCE_IGNORE)
-    else:
-        shutil.copy2(source, dest)
+def _copy_source(root: str, top_level: str, dest: str) -> None:
+    """Copies the files of ``top_level`` a release carries (appsource.source_files) into ``dest``."""
+    for name in source_files(root, top_level):
+        target = os.path.join(dest, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.join(root, name), target)
 
 
 def _write(path: str, text: str, mode: int) -> None:

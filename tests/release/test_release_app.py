@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from release import BuildError
-from release.appsource import AppSource, check_pins_agree, find_app
+from release.appsource import AppSource, check_pins_agree, find_app, source_files
 from release.wheels import default_wheelhouse
 
 from released import Release, build, unpack
@@ -61,6 +62,25 @@ def test_the_app_and_gossipy_must_pin_a_shared_dependency_alike() -> None:
         check_pins_agree(app, ("PyYAML==6.0.3",), "requirements.txt")
 
 
+# Beside the app's code: a secret, a local vm.yml, tools' folders, bytecode and a scratch file.
+CLUTTER = {"myapp/.env": "SECRET=1\n", "myapp/vm.yml": "node:\n  cookie: local\n", "myapp/node_modules/x/i.js": "",
+           "myapp/_build/out": "", "myapp/__pycache__/m.cpython-311.pyc": "", "myapp/m.pyc": "",
+           "myapp/notes.txt": "scratch\n"}
+
+
+def test_an_app_packs_the_files_git_tracks_or_without_git_none_of_a_checkouts_clutter(scratch: Path) -> None:
+    code = {"myapp/__init__.py": ROOM, "myapp/static/app.js": "", "solo.py": ROOM}
+    plain = tree(scratch / "plain", {**code, **CLUTTER})
+    assert source_files(str(plain), "myapp") == ["myapp/__init__.py", "myapp/notes.txt", "myapp/static/app.js"]
+    assert source_files(str(plain), "solo.py") == ["solo.py"]
+    checkout = tree(scratch / "checkout", {**code, **CLUTTER})
+    subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
+    subprocess.run(["git", "add", "myapp/__init__.py", "myapp/static/app.js"], cwd=checkout, check=True)
+    assert source_files(str(checkout), "myapp") == ["myapp/__init__.py", "myapp/static/app.js"]
+    with pytest.raises(BuildError, match=r"^solo\.py in .*: git tracks none of its files; git add"):
+        source_files(str(checkout), "solo.py")
+
+
 # ---- a real build of an app with a dependency of its own --------------------------------------
 
 DEPENDENCY = "gossipy_test_dependency"
@@ -87,7 +107,7 @@ def test_a_release_carries_the_app_and_its_pinned_dependency(scratch: Path, make
                                                              system_python_path: str) -> None:
     project = copy_repository(scratch / "project")
     tree(project, {"myapp/__init__.py": f"from {DEPENDENCY} import GREETING\n" + ROOM,
-                   "myapp/requirements.txt": f"# what myapp needs besides gossipy\n{DEPENDENCY}==1.0\n"})
+                   "myapp/requirements.txt": f"# what myapp needs besides gossipy\n{DEPENDENCY}==1.0\n", **CLUTTER})
     doc = yaml.safe_load((project / "vm.yml").read_text())
     doc["app"] = "myapp"
     (project / "vm.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -106,7 +126,8 @@ def test_a_release_carries_the_app_and_its_pinned_dependency(scratch: Path, make
         names = pex.namelist()
         assert f"{DEPENDENCY}==1.0" in json.loads(pex.read("PEX-INFO"))["requirements"]
     assert "myapp/__init__.py" in names and any(wheel in n for n in names)
-    assert not any("__pycache__" in n for n in names if n.startswith("myapp/"))
+    assert sorted(n for n in names if n.startswith("myapp/") and not n.endswith("/")) == \
+        ["myapp/__init__.py", "myapp/notes.txt", "myapp/requirements.txt"]  # the copy has no .git
 
     root = unpack(release / "gossipy.tar.gz", scratch / "unpacked")
     shutil.rmtree(project)  # nothing of the project remains to import from
