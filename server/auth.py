@@ -3,7 +3,7 @@ connection's assigns and the rule for which topics it may join.
 
     verifier = TokenVerifier(secret, algorithms=("HS256",))
     identity = verifier.verify(token)            # AuthError(reason) when refused
-    identity.user_id, identity.assigns           # "sub", and the claims (+ "user_id")
+    identity.assigns                             # the claims, and "sub" as "user_id"
     identity.may_join("room:lobby")              # the token's "topics" claim, if any
 
 The algorithms come from configuration only, never from the token's header, so an ``alg:
@@ -92,8 +92,7 @@ class TopicRule:
 class Identity:
     """What a verified token says about its connection."""
 
-    user_id: str | None  # the "sub" claim
-    assigns: Mapping[str, Any]  # every claim, and "user_id"
+    assigns: Mapping[str, Any]  # every claim, and "user_id" (the "sub" claim)
     topics: TopicRule
 
     def may_join(self, topic: str) -> bool:
@@ -148,7 +147,7 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise AuthError(Reason.BAD_CLAIMS, "a required claim is missing or a claim is invalid") from None
         user_id = claims.get("sub")
-        return Identity(user_id, MappingProxyType({**claims, "user_id": user_id}), TopicRule.from_claims(claims))
+        return Identity(MappingProxyType({**claims, "user_id": user_id}), TopicRule.from_claims(claims))
 
 
 # ---- logging a request URI ----------------------------------------------------------------------

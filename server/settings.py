@@ -261,6 +261,11 @@ def _node_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
+def _names(v: Any) -> bool:
+    """A non-empty list of non-empty strings."""
+    return isinstance(v, list) and bool(v) and all(isinstance(x, str) and x for x in v)
+
+
 def _dns_names(v: Any) -> bool:
     names = v if isinstance(v, list) else [v]
     return bool(names) and all(isinstance(x, str) and _DNS_NAME.match(x) for x in names)
@@ -324,8 +329,7 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     },
     "auth": {
         "jwt_secret": (_string, "the secret that signs connect tokens (HMAC)"),
-        "jwt_algorithms": (lambda v: _node_list(v) and bool(v) and all(v),
-                           "a non-empty list of HMAC algorithm names such as HS256"),
+        "jwt_algorithms": (_names, "a non-empty list of HMAC algorithm names such as HS256"),
     },
     "release": {
         "name": (_string, "the release name"),

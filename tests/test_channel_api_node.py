@@ -178,6 +178,8 @@ def test_auth_settings_from_vm_yml_and_the_environment_with_the_secret_never_sho
     ("auth:\n  jwt_secret: 123456789\n", "auth.jwt_secret: expected the secret that signs connect tokens (HMAC), "
                                           "got int (not shown)"),
     ("auth:\n  jwt_algorithms: HS256\n", "auth.jwt_algorithms: expected a non-empty list"),
+    ("auth:\n  jwt_algorithms: [HS256, '']\n", "auth.jwt_algorithms: expected a non-empty list of HMAC"),
+    ("auth:\n  jwt_algorithms: []\n", "auth.jwt_algorithms: expected a non-empty list of HMAC"),
     ("auth:\n  secret: x\n", "auth.secret: unknown key; expected one of jwt_secret, jwt_algorithms"),
 ])
 def test_a_wrong_auth_section_names_the_key(text: str, error: str) -> None:

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ..auth import AuthError, TokenVerifier, TopicRule
+from ..auth import AuthError, Identity, TokenVerifier
 
 TOKEN_PARAM = "token"
 # Shared by every connection without a token: an idle socket should cost little memory.
 _NO_ASSIGNS: Mapping[str, Any] = MappingProxyType({})
-_ANY_TOPIC = TopicRule(any=True)
 
 
 def read_only_assigns(assigns: object) -> Mapping[str, Any]:
@@ -56,12 +55,12 @@ class Socket:
     ``jwt_secret`` is set), so a subclass that overrides ``__init__`` passes it on.
     """
 
-    __slots__ = ("_verifier", "assigns", "_topics")  # a subclass without __slots__ still has a __dict__
+    __slots__ = ("_verifier", "assigns", "_identity")  # a subclass without __slots__ still has a __dict__
 
     def __init__(self, verifier: TokenVerifier | None) -> None:
         self._verifier = verifier
         self.assigns: Mapping[str, Any] = _NO_ASSIGNS
-        self._topics = _ANY_TOPIC
+        self._identity: Identity | None = None  # a verified token's
 
     def connect(self, params: Mapping[str, str], info: ConnectInfo) -> None:
         """Called once per websocket request, before the upgrade, with its query parameters
@@ -83,10 +82,10 @@ class Socket:
         except AuthError as exc:
             raise ConnectRefused(f"token {exc}") from None
         self.assigns = identity.assigns
-        self._topics = identity.topics
+        self._identity = identity
 
     def may_join(self, topic: str) -> bool:
         """Asked before each join's ``Channel.join``: False refuses it with
         ``{"reason": "unauthorized"}``. By default, what the token's ``topics`` claim allows
         (every topic without a token or without the claim)."""
-        return self._topics.allows(topic)
+        return self._identity is None or self._identity.may_join(topic)
