@@ -37,7 +37,8 @@ Usage: $(basename "$0") COMMAND [ARGUMENTS]
   ready       ask the running node's GET /readyz; exit 0 if it serves clients (a health check)
 
 $REL_NAME $REL_VSN, environment $REL_ENV. Without a rebuild, RELEASE_COOKIE, RELEASE_NODE,
-RELEASE_DISTRIBUTION, RELEASE_SYNC_NODES and PORT override the embedded settings, whose
+RELEASE_DISTRIBUTION, RELEASE_SYNC_NODES, DNS_CLUSTER_QUERY, PORT, GOSSIPY_API_KEY,
+GOSSIPY_JWT_SECRET, GOSSIPY_WORKERS and GOSSIPY_APP override the embedded settings, whose
 \${VAR} references are filled from the environment. Pid, log and unpacked code go to
 RELEASE_TMP (here: $RELEASE_TMP); give each node on a machine its own.
 USAGE

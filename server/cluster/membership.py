@@ -24,7 +24,7 @@ keeps the mesh full, and says in the log when a node comes up or goes down.
   is not dialed again: DNS said it is gone, and its address may soon be another program's.
 
 Each connection is a :class:`~.peer.Peer`. An incoming one passes :mod:`.admission` before its
-handshake starts; a hidden one (a ``ping``/``nodes`` asker) is handed to :func:`.control.answer`
+handshake starts; a hidden one (a ``ping``/``nodes``/``broadcast`` asker) is handed to :func:`.control.answer`
 once it has proved the cookie.
 """
 
