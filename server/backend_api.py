@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import time
-from collections.abc import Callable
 from http.client import responses
 from typing import Any
 
@@ -31,53 +29,19 @@ from tornado.http1connection import HTTP1Connection
 from .publishing import BadRequest, parse
 from .pubsub import PubSub
 from .settings import Api
+from .throttle import Throttle
 from .weblog import RedactingHandler
 
 log = logging.getLogger("gossipy.api")
 
 PATH = "/api/broadcast"
-# Wrong keys from one address in one window before it is refused (429) for the rest of it:
-# ten tries a minute leave a mistyped key easy to fix and a guessed one hopeless.
+# Wrong keys from one address within a window before it is refused (429) until the oldest of
+# them ages out: ten tries a minute leave a mistyped key easy to fix and a guessed one hopeless.
 MAX_FAILURES = 10
 FAILURE_WINDOW = 60.0
-# Addresses remembered at once; past this the oldest windows are forgotten first, so a flood
-# of addresses costs bounded memory (and each forgotten one is only ever allowed its ten again).
+# Addresses remembered at once; past this the least recently failed are forgotten first, so a
+# flood of addresses costs bounded memory (and each forgotten one is only ever allowed its ten again).
 MAX_ADDRESSES = 10_000
-class Throttle:
-    """Wrong keys per client address, in fixed windows that start at an address's first
-    failure: after MAX_FAILURES in one window the address is refused until the window ends."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        # address -> (window start, failures); in order of window start, oldest first
-        self._windows: dict[str, tuple[float, int]] = {}
-
-    def retry_after(self, address: str) -> float:
-        """Seconds until ``address`` may try a key again; 0 if it may now."""
-        start, failures = self._windows.get(address, (0.0, 0))
-        left = start + FAILURE_WINDOW - self._clock()
-        return left if failures >= MAX_FAILURES and left > 0 else 0.0
-
-    def failed(self, address: str) -> None:
-        now = self._clock()
-        start, failures = self._windows.get(address, (now, 0))
-        if start + FAILURE_WINDOW <= now:  # a new window: to the end of the order
-            del self._windows[address]
-            start, failures = now, 0
-        if address not in self._windows:
-            self._forget_old(now)
-        self._windows[address] = (start, failures + 1)
-        if failures + 1 == MAX_FAILURES:
-            log.warning("refusing %s for %.0f s: %d wrong API keys since %.0f s ago", address,
-                        start + FAILURE_WINDOW - now, MAX_FAILURES, now - start)
-
-    def _forget_old(self, now: float) -> None:
-        """Drops ended windows, and the oldest while the table is full (they come first)."""
-        while self._windows:
-            address, (start, _) = next(iter(self._windows.items()))
-            if len(self._windows) < MAX_ADDRESSES and start + FAILURE_WINDOW > now:
-                return
-            del self._windows[address]
 
 
 @tornado.web.stream_request_body
@@ -103,7 +67,10 @@ class BroadcastHandler(RedactingHandler):
             self.set_header("Retry-After", str(math.ceil(wait)))
             self.refuse(429, "too many wrong keys from this address; retry later")
         elif not self.authorized():
-            self.throttle.failed(address)
+            if self.throttle.failed(address):
+                held = self.throttle.retry_after(address)
+                log.warning("refusing %s for %.0f s: %d wrong API keys since %.0f s ago", address, held,
+                            MAX_FAILURES, FAILURE_WINDOW - held)
             log.warning("refused a broadcast from %s: %s", address,
                         "wrong key" if "Authorization" in self.request.headers else "no Authorization header")
             self.set_header("WWW-Authenticate", 'Bearer realm="gossipy"')
@@ -157,4 +124,5 @@ def routes(pubsub: PubSub, api: Api) -> list[tuple[str, type[tornado.web.Request
     """The API's route, or none (404) while no key is configured."""
     if api.key is None:
         return []
-    return [(PATH, BroadcastHandler, {"pubsub": pubsub, "api": api, "throttle": Throttle()})]
+    throttle = Throttle(MAX_FAILURES, FAILURE_WINDOW, MAX_ADDRESSES)
+    return [(PATH, BroadcastHandler, {"pubsub": pubsub, "api": api, "throttle": throttle})]

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from server import settings
-from server.backend_api import FAILURE_WINDOW, MAX_ADDRESSES, MAX_FAILURES, PATH, BadRequest, Throttle, parse
+from server.backend_api import FAILURE_WINDOW, MAX_ADDRESSES, MAX_FAILURES, PATH, BadRequest, parse
 from server.pubsub import Broadcast
+from server.throttle import Throttle
 
 from support.node_processes import NodeProcesses
 from support.phoenix_client import TOPIC, PhoenixClient, join_room
@@ -265,9 +266,9 @@ def test_parse_gives_broadcasts_in_order() -> None:
         parse(body, 1)
 
 
-def test_the_throttle_refuses_for_the_rest_of_the_window_then_forgets() -> None:
+def test_the_throttle_refuses_until_the_oldest_failure_ages_out_then_forgets() -> None:
     now = [1000.0]
-    throttle = Throttle(clock=lambda: now[0])
+    throttle = Throttle(MAX_FAILURES, FAILURE_WINDOW, MAX_ADDRESSES, clock=lambda: now[0])
     for _ in range(MAX_FAILURES - 1):
         throttle.failed("10.0.0.1")
     assert throttle.retry_after("10.0.0.1") == 0
@@ -277,7 +278,7 @@ def test_the_throttle_refuses_for_the_rest_of_the_window_then_forgets() -> None:
     assert throttle.retry_after("10.0.0.2") == 0
     now[0] += FAILURE_WINDOW - 10
     assert throttle.retry_after("10.0.0.1") == 0
-    throttle.failed("10.0.0.1")  # a new window, one failure in it
+    throttle.failed("10.0.0.1")  # the nine aged out: two failures in the window now
     assert throttle.retry_after("10.0.0.1") == 0
 
     for _ in range(MAX_FAILURES):
