@@ -8,16 +8,17 @@ so what a stranger can hold is bounded here:
 * of those, at most ``max_per_address`` from one address: a node dials a peer once at a time
   (plus a control query or two), so more is a flood, which must not take the slots every
   other node needs; it is refused, and counted as a failure;
-* an address whose handshakes fail too often is refused at once (:class:`Throttle`) until its
+* an address whose handshakes fail too often is refused at once (server/throttle.py) until its
   failures age out of the window. Which failures count is the owner's call.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import Counter, deque
+from collections import Counter
 from enum import Enum
+
+from ..throttle import Throttle
 
 log = logging.getLogger("gossipy.cluster.admission")
 
@@ -25,41 +26,9 @@ MAX_HANDSHAKES = 128
 MAX_HANDSHAKES_PER_ADDRESS = 8
 THROTTLE_LIMIT = 5
 THROTTLE_WINDOW = 10.0
-
-
-class Throttle:
-    """Counts failed handshakes per address; one that fails too often is refused at once
-    until its failures age out of the window."""
-
-    def __init__(self, limit: int = THROTTLE_LIMIT, window: float = THROTTLE_WINDOW) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, address: str) -> bool:
-        failures = self._failures.get(address)
-        if failures is None:
-            return False
-        self._expire(failures, time.monotonic())
-        return len(failures) >= self.limit
-
-    def failed(self, address: str) -> bool:
-        """Records a failure; True if this one starts the address's block (log it once)."""
-        now = time.monotonic()
-        if len(self._failures) > 1024:
-            self._forget_old(now)
-        failures = self._failures.setdefault(address, deque())
-        self._expire(failures, now)
-        failures.append(now)
-        return len(failures) == self.limit
-
-    def _expire(self, failures: deque[float], now: float) -> None:
-        while failures and now - failures[0] > self.window:
-            failures.popleft()
-
-    def _forget_old(self, now: float) -> None:
-        for address in [a for a, f in self._failures.items() if not f or now - f[-1] > self.window]:
-            del self._failures[address]
+# Addresses whose failures are remembered at once; past this the least recently failed are
+# forgotten first, so a flood from many addresses (IPv6 has plenty) costs bounded memory.
+THROTTLE_ADDRESSES = 10_000
 
 
 class Verdict(Enum):
@@ -75,7 +44,7 @@ class Admission:
 
     def __init__(self, throttle: Throttle | None = None, max_handshakes: int = MAX_HANDSHAKES,
                  max_per_address: int = MAX_HANDSHAKES_PER_ADDRESS) -> None:
-        self.throttle = throttle or Throttle()
+        self.throttle = throttle or Throttle(THROTTLE_LIMIT, THROTTLE_WINDOW, THROTTLE_ADDRESSES)
         self._max = max_handshakes
         self._max_per_address = max_per_address
         self._from: Counter[str] = Counter()
@@ -88,7 +57,7 @@ class Admission:
     def admit(self, host: str, address: str) -> Verdict:
         """Whether a connection from ``address`` (``host``:port) may start a handshake; an
         admitted one counts as in progress until :meth:`finished`."""
-        if self.throttle.blocked(host):
+        if self.blocked(host):
             return Verdict.REFUSE
         if self.in_progress >= self._max:
             # One line per flood, not one per connection of it.
@@ -113,7 +82,7 @@ class Admission:
             del self._from[host]
 
     def blocked(self, host: str) -> bool:
-        return self.throttle.blocked(host)
+        return self.throttle.retry_after(host) > 0
 
     def failed(self, host: str) -> None:
         """A handshake from ``host`` failed in a way that counts against it."""

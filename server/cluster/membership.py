@@ -41,8 +41,9 @@ from typing import Callable
 
 from ..nodename import NodeName, NodeNameError
 from ..settings import Distribution
+from ..throttle import Throttle
 from . import control, discovery, tls
-from .admission import Admission, Throttle, Verdict
+from .admission import Admission, Verdict
 from .framing import Frame, FrameError, FrameType, decode_json, encode, encode_json
 from .handshake import Acceptor, HandshakeError, Identity, Initiator, PeerInfo, Reason, new_creation
 from .peer import MAX_QUEUE, Peer, Unreachable, dial

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from server.cluster import BootError, ControlError, Node, control
-from server.cluster.admission import MAX_HANDSHAKES, Throttle
+from server.cluster.admission import MAX_HANDSHAKES
 from server.cluster.framing import FrameType, encode, encode_json
 from server.cluster.handshake import HandshakeError, Reason
 from server.settings import Cookie, Distribution
@@ -240,13 +240,6 @@ async def test_a_flood_of_idle_connections_cannot_use_up_the_node(cluster_logs) 
         await async_wait_until(lambda: not a.node._handshakes)
         await b.node.start()  # a real peer gets in once the flood is gone
         await mesh(a, b)
-
-
-def test_the_throttle_forgets_old_failures() -> None:
-    throttle = Throttle(limit=2, window=0.05)
-    assert not throttle.failed("x") and throttle.failed("x") and throttle.blocked("x")
-    time.sleep(0.06)
-    assert not throttle.blocked("x")
 
 
 # ---- liveness -----------------------------------------------------------------------------------
