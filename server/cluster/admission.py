@@ -42,11 +42,8 @@ class Verdict(Enum):
 class Admission:
     """The handshakes in progress, per address, and the throttle (see the module docstring)."""
 
-    def __init__(self, throttle: Throttle | None = None, max_handshakes: int = MAX_HANDSHAKES,
-                 max_per_address: int = MAX_HANDSHAKES_PER_ADDRESS) -> None:
-        self.throttle = throttle or Throttle(THROTTLE_LIMIT, THROTTLE_WINDOW, THROTTLE_ADDRESSES)
-        self._max = max_handshakes
-        self._max_per_address = max_per_address
+    def __init__(self) -> None:
+        self.throttle = Throttle(THROTTLE_LIMIT, THROTTLE_WINDOW, THROTTLE_ADDRESSES)
         self._from: Counter[str] = Counter()
         self._saturated = False
 
@@ -59,17 +56,17 @@ class Admission:
         admitted one counts as in progress until :meth:`finished`."""
         if self.blocked(host):
             return Verdict.REFUSE
-        if self.in_progress >= self._max:
+        if self.in_progress >= MAX_HANDSHAKES:
             # One line per flood, not one per connection of it.
             log.log(logging.DEBUG if self._saturated else logging.WARNING,
-                    "refused connection from %s: %d handshakes already in progress", address, self._max)
+                    "refused connection from %s: %d handshakes already in progress", address, MAX_HANDSHAKES)
             self._saturated = True
             return Verdict.DROP
         self._saturated = False
-        if self._from[host] >= self._max_per_address:
+        if self._from[host] >= MAX_HANDSHAKES_PER_ADDRESS:
             # Counted as a failure, so a flood is throttled (and logged) as a whole.
             log.debug("refused connection from %s: %d handshakes from it already in progress",
-                      address, self._max_per_address)
+                      address, MAX_HANDSHAKES_PER_ADDRESS)
             self.failed(host)
             return Verdict.REFUSE
         self._from[host] += 1

@@ -41,7 +41,6 @@ from typing import Callable
 
 from ..nodename import NodeName, NodeNameError
 from ..settings import Distribution
-from ..throttle import Throttle
 from . import control, discovery, tls
 from .admission import Admission, Verdict
 from .framing import Frame, FrameError, FrameType, decode_json, encode, encode_json
@@ -101,7 +100,7 @@ class Node:
 
     def __init__(self, distribution: Distribution, *, handshake_timeout: float = HANDSHAKE_TIMEOUT,
                  max_queue: int = MAX_QUEUE, backoff: tuple[float, float] = (BACKOFF_BASE, BACKOFF_CAP),
-                 throttle: Throttle | None = None, resolver: discovery.Resolver = discovery.system_resolver) -> None:
+                 resolver: discovery.Resolver = discovery.system_resolver) -> None:
         if distribution.node is None or distribution.cookie is None:
             raise ValueError("a cluster Node needs a node name and a cookie (settings.distribution)")
         self.name: str = distribution.node
@@ -113,7 +112,7 @@ class Node:
         self._handshake_timeout = handshake_timeout
         self._max_queue = max_queue
         self._backoff = backoff
-        self._admission = Admission(throttle)
+        self._admission = Admission()
         # Dial from the address we listen on, so peers (and their logs and throttle) see
         # 127.0.0.2 as 127.0.0.2, not as whatever the routing table picks.
         own = discovery.own_address(distribution)
