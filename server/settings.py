@@ -132,6 +132,8 @@ class Endpoint:
     # balancer that probes it stops sending clients here before their websockets close (1001).
     # Waited only if /readyz was ever probed: with no balancer watching, it would only delay.
     drain_seconds: float = 2.0
+    # permessage-deflate with clients that offer it (off, as in Phoenix): see README.
+    compress: bool = False
 
 
 @dataclass(frozen=True)
@@ -313,6 +315,7 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "outbound_buffer": (_positive_int, "bytes, a positive integer"),
         "shutdown_timeout": (_positive_number, "seconds, a positive number"),
         "drain_seconds": (_non_negative_number, "seconds, a number >= 0"),
+        "compress": (_bool, "true or false"),
     },
     "kernel": {
         "sync_nodes_optional": (_node_list, "a list of node names"),

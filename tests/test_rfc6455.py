@@ -232,6 +232,35 @@ def test_the_whole_fragmented_message_is_utf8_checked() -> None:
     assert violation(client_frame(Opcode.TEXT, b"ok", fin=False) + client_frame(Opcode.CONTINUATION, b"\xf0\x9f")).code == 1007
 
 
+def test_invalid_utf8_fails_at_its_fragment_not_at_the_message_end() -> None:
+    """RFC 6455 8.1: fail as soon as the bytes cannot be UTF-8 (Autobahn 6.4.1, 6.4.2)."""
+    reader = MessageReader(BIG)
+    assert reader.receive(client_frame(Opcode.TEXT, "κόσμε".encode(), fin=False)) == []
+    with pytest.raises(ProtocolViolation) as raised:
+        reader.receive(client_frame(Opcode.CONTINUATION, b"\xf4\x90\x80\x80", fin=False))
+    assert raised.value.code == 1007
+
+
+@pytest.mark.parametrize("mask", [MASK, b"\x00\x00\x00\x00", b"\x01\x02\x03\x04"])
+def test_invalid_utf8_fails_before_its_frame_is_whole(mask: bytes) -> None:
+    """One frame arriving over several reads (Autobahn 6.4.3, 6.4.4): the invalid bytes fail
+    it though the frame's end never came, wherever the reads cut the masking key's turn."""
+    payload = "κόσμε".encode() + b"\xf4\x90\x80\x80" + "edited".encode()
+    frame = client_frame(Opcode.TEXT, payload, mask=mask)
+    for cut in range(7, 7 + len("κόσμε".encode())):
+        reader = MessageReader(BIG)
+        assert reader.receive(frame[:cut]) == []
+        with pytest.raises(ProtocolViolation) as raised:
+            reader.receive(frame[cut:cut + 14 - (cut - 7)])  # up to the invalid sequence, not the frame's end
+        assert raised.value.code == 1007, f"cut at {cut}"
+
+
+def test_a_frame_of_valid_text_arriving_a_byte_at_a_time_is_whole() -> None:
+    text = "ü€💬 mixed widths " * 20
+    frame = client_frame(Opcode.TEXT, text.encode())
+    assert receive_in_chunks(MessageReader(BIG), frame, list(range(len(frame)))) == [(Opcode.TEXT, text)]
+
+
 def test_a_fragmented_binary_message_is_joined_and_not_utf8_checked() -> None:
     data = client_frame(Opcode.BINARY, b"\xff", fin=False) + client_frame(Opcode.CONTINUATION, b"\xc3", fin=False) + \
         client_frame(Opcode.CONTINUATION, b"")

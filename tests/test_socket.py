@@ -25,6 +25,8 @@ BOTH = pytest.mark.parametrize("serializer", [V1, V2], ids=["v1", "v2"])
 
 
 class ListTransport:
+    frame_kind = None
+
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.closed: tuple[int, str] | None = None
@@ -344,11 +346,21 @@ def test_non_object_payload_is_refused_and_the_socket_lives_on(serializer: Seria
                          ids=["not-json", "wrong-object", "short-array", "string", "empty", "bad-bytes"])
 def test_bad_frame_closes_with_1011_and_no_frame(serializer: Serializer, data: str | bytes,
                                                  caplog: pytest.LogCaptureFixture) -> None:
+    if isinstance(data, bytes) and serializer is V2:
+        data = data.decode("latin-1")  # V2 takes no binary message at all (the next test)
     peer = Peer(serializer)
     assert peer.raw(data) == []
     assert peer.transport.closed is not None and peer.transport.closed[0] == CloseCode.SERVER_ERROR == 1011
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.levelno == logging.WARNING and record.exc_info is None and "\n" not in record.getMessage()
+
+
+def test_binary_message_on_v2_closes_with_1003(caplog: pytest.LogCaptureFixture) -> None:
+    peer = Peer(V2)
+    assert peer.raw(b'["1","1","room:1","phx_join",{}]') == []
+    assert peer.transport.closed == (CloseCode.UNSUPPORTED, "binary frames are not supported")
+    assert not peer.socket.channels
+    assert any("binary frames are not supported" in r.getMessage() for r in caplog.records)
 
 
 def test_frame_of_the_other_format_closes_with_1011() -> None:
@@ -391,6 +403,29 @@ def test_broadcast_is_encoded_once_per_serializer(monkeypatch: pytest.MonkeyPatc
     assert v2a.transport.sent[-1] == '[null,null,"room:1","shout",{"message":"hi"}]'
     assert json.loads(v1.transport.sent[-1]) == {"topic": "room:1", "event": "shout",
                                                  "payload": {"message": "hi"}, "ref": None}
+
+
+class DeflatingTransport(ListTransport):
+    """Frames of another kind (compressed with a window size, say)."""
+
+    def __init__(self, kind: int) -> None:
+        super().__init__()
+        self.frame_kind = kind  # type: ignore[assignment]
+
+
+def test_broadcast_is_framed_once_per_serializer_and_frame_kind() -> None:
+    pubsub = PubSub()
+    peers = [Peer(V2, pubsub) for _ in range(6)]
+    for peer, kind in zip(peers[2:], (15, 15, 9, 9), strict=True):
+        peer.socket = PhoenixSocket(DeflatingTransport(kind), V2, peer.socket.router, pubsub, 100, "test")
+        peer.transport = peer.socket.transport  # type: ignore[assignment]
+    for peer in peers:
+        peer.send("1", "1", "room:1", "phx_join")
+        peer.transport.prepared = 0
+    peers[0].send("1", "2", "room:1", "shout", {"message": "hi"})
+    assert [p.transport.prepared for p in peers] == [1, 0, 1, 0, 1, 0]
+    sent = [p.transport.sent[-1] for p in peers]
+    assert sent[0] is sent[1] and sent[2] is sent[3] and sent[4] is sent[5]
 
 
 def test_a_failing_subscriber_does_not_stop_the_others() -> None:

@@ -5,14 +5,17 @@ a client that breaks the protocol gets a ``ProtocolViolation`` carrying the clos
 answer with. The frames a server sends are built by the functions below, once, as bytes.
 
 An idle connection costs this module nothing but a ``MessageReader`` of a few slots holding
-shared values: a quiet socket keeps no buffer.
+shared values: a quiet socket keeps no buffer. Compression (RFC 7692) is ``rfc7692``'s; the
+reader only lets RSV1 through to the ``inflate`` it was given, and the frame builders set it.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import struct
+from collections.abc import Callable
 from enum import IntEnum
 
 
@@ -54,6 +57,9 @@ DATA_OPCODES = frozenset((Opcode.TEXT, Opcode.BINARY))
 _CONTROL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
 # The first byte of a server frame: FIN (the server never fragments) and the opcode.
 _FINAL_TEXT = 0x80 | Opcode.TEXT
+_FINAL_BINARY = 0x80 | Opcode.BINARY
+# RSV1 on a message's first frame: its payload is compressed (RFC 7692 6).
+_RSV1 = 0x40
 _FINAL_CLOSE = 0x80 | Opcode.CLOSE
 _FINAL_PONG = 0x80 | Opcode.PONG
 # Close codes a peer may put in a close frame (RFC 6455 7.4.1, 7.4.2; 3000-4999 are checked
@@ -92,6 +98,15 @@ def text_frame(text: str) -> bytes:
     """A complete, unmasked text frame: built once per broadcast and written as-is to every
     socket, instead of re-framed per socket."""
     return _frame(_FINAL_TEXT, text.encode())
+
+
+def binary_frame(data: bytes) -> bytes:
+    return _frame(_FINAL_BINARY, data)
+
+
+def compressed_frame(opcode: int, compressed: bytes) -> bytes:
+    """A complete frame of a message compressed by permessage-deflate (RSV1 set)."""
+    return _frame(0x80 | _RSV1 | opcode, compressed)
 
 
 def pong_frame(payload: bytes) -> bytes:
@@ -134,6 +149,11 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     return code, reason
 
 
+Inflate = Callable[[bytes, int], bytes]
+"""A whole compressed message's payload and the reader's ``max_size`` in; the message out.
+Raises ProtocolViolation (TOO_BIG past ``max_size``, without inflating the rest)."""
+
+
 class MessageReader:
     """Client frames in, ``(opcode, payload)`` out: whole TEXT messages as ``str`` (UTF-8
     checked), whole BINARY messages and CLOSE/PING/PONG frames as ``bytes``.
@@ -142,13 +162,24 @@ class MessageReader:
     refused from its header, before any of its body is buffered. After a violation the
     reader takes nothing more: where the next frame starts is unknowable, and RFC 6455 7.1.7
     says to process no further data from a client that failed the connection.
+
+    With ``inflate`` (permessage-deflate agreed), a message whose first frame has RSV1 is
+    compressed: its frames are joined, then inflated, and the result is bounded by
+    ``max_size`` too.
+
+    A text message whose bytes arrive in pieces (fragments, or one frame over several reads) is
+    UTF-8 checked piece by piece as well, so a client is failed as soon as it sends an invalid
+    sequence (RFC 6455 8.1), not once the message is whole. A message whole in one read, the
+    common case, is only decoded once.
     """
 
-    __slots__ = ("max_size", "failed", "_pending", "_fragments", "_fragments_opcode")
+    __slots__ = ("max_size", "failed", "_inflate", "_pending", "_fragments", "_fragments_opcode",
+                 "_fragments_compressed", "_utf8", "_checked")
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, inflate: Inflate | None = None) -> None:
         self.max_size = max_size
         self.failed = False
+        self._inflate = inflate
         # Bytes of an unfinished frame: a bytearray that grows in place while a frame trickles
         # in (joining bytes objects would copy the whole frame on every read).
         self._pending: bytearray | None = None
@@ -156,6 +187,11 @@ class MessageReader:
         # (even empty) continuation frame, which max_size, counting bytes, would never stop.
         self._fragments: bytearray | None = None
         self._fragments_opcode = 0
+        self._fragments_compressed = False
+        # The early UTF-8 check of a text message arriving in pieces, and how many payload
+        # bytes of the unfinished frame it has seen.
+        self._utf8: codecs.IncrementalDecoder | None = None
+        self._checked = 0
 
     def receive(self, data: bytes) -> list[tuple[int, str | bytes]]:
         """The messages completed by ``data``, in order. Raises ProtocolViolation."""
@@ -171,6 +207,7 @@ class MessageReader:
         except ProtocolViolation as violation:
             self.failed = True
             self._pending = self._fragments = None
+            self._utf8 = None
             violation.messages = messages
             raise
         if position == len(buffer):
@@ -201,20 +238,23 @@ class MessageReader:
                     break
                 (length,) = struct.unpack_from("!Q", buffer, position + 2)
             self._check_header(first, second, opcode, length)
-            frame_end = position + header + 4 + length
-            if frame_end > end:
-                break
             mask_at = position + header
+            frame_end = mask_at + 4 + length
+            if frame_end > end:
+                if end > mask_at + 4 + self._checked and self._is_plain_text(first, opcode):
+                    self._check_unfinished(buffer, mask_at, end)
+                break
             payload = unmask(bytes(buffer[mask_at:mask_at + 4]), bytes(buffer[mask_at + 4:frame_end]))
             position = frame_end
-            message = self._assemble(first & 0x80, opcode, payload)
+            message = self._assemble(first, opcode, payload)
             if message is not None:
                 messages.append(message)
         return position
 
     def _check_header(self, first: int, second: int, opcode: int, length: int) -> None:
-        if first & 0x70:
-            raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "reserved bits set (no extension was agreed)")
+        if first & 0x70 and (first & 0x70 != _RSV1 or self._inflate is None or opcode not in DATA_OPCODES):
+            raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "reserved bits set (no extension was agreed)"
+                                    if self._inflate is None else "reserved bits set (other than RSV1 on a first frame)")
         if not second & 0x80:
             raise ProtocolViolation(CloseCode.PROTOCOL_ERROR, "an unmasked frame from a client")
         if opcode in _CONTROL_OPCODES:
@@ -232,19 +272,54 @@ class MessageReader:
         if (len(self._fragments) if self._fragments is not None else 0) + length > self.max_size:
             raise ProtocolViolation(CloseCode.TOO_BIG, f"a message over {self.max_size} bytes")
 
-    def _assemble(self, fin: int, opcode: int, payload: bytes) -> tuple[int, str | bytes] | None:
+    def _is_plain_text(self, first: int, opcode: int) -> bool:
+        """Whether a frame carries an uncompressed text message's bytes."""
+        if opcode == Opcode.TEXT:
+            return not first & _RSV1
+        return (opcode == Opcode.CONTINUATION and self._fragments_opcode == Opcode.TEXT
+                and not self._fragments_compressed)
+
+    def _check_unfinished(self, buffer: bytes | bytearray, mask_at: int, end: int) -> None:
+        """UTF-8 checks the payload bytes of an unfinished text frame that arrived since the last
+        read, unmasked with the key turned to where they start."""
+        offset = self._checked % 4
+        mask = bytes(buffer[mask_at + offset:mask_at + 4]) + bytes(buffer[mask_at:mask_at + offset])
+        start = mask_at + 4 + self._checked
+        self._check_utf8(unmask(mask, bytes(buffer[start:end])))
+        self._checked = end - mask_at - 4
+
+    def _check_utf8(self, data: bytes) -> None:
+        """Feeds the next bytes of a text message to its incremental UTF-8 check."""
+        if self._utf8 is None:
+            self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        try:
+            self._utf8.decode(data)
+        except UnicodeDecodeError as exc:
+            raise ProtocolViolation(CloseCode.INVALID_DATA, f"a text frame that is not UTF-8 ({exc.reason})") from None
+
+    def _assemble(self, first: int, opcode: int, payload: bytes) -> tuple[int, str | bytes] | None:
         if opcode in _CONTROL_OPCODES:
             return opcode, payload
-        if not fin:
+        checked, self._checked = self._checked, 0
+        if not first & 0x80:
             if self._fragments is None:
                 self._fragments, self._fragments_opcode = bytearray(), opcode
+                self._fragments_compressed = bool(first & _RSV1)
             self._fragments += payload
+            if self._fragments_opcode == Opcode.TEXT and not self._fragments_compressed:
+                self._check_utf8(payload[checked:])
             return None
+        compressed = first & _RSV1
         if self._fragments is not None:
             self._fragments += payload
             payload = bytes(self._fragments)
             opcode = self._fragments_opcode
+            compressed = self._fragments_compressed
             self._fragments = None
+        self._utf8 = None
+        if compressed:
+            assert self._inflate is not None  # as _check_header lets RSV1 through only then
+            payload = self._inflate(payload, self.max_size)
         if opcode == Opcode.BINARY:
             return opcode, payload
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
 from ..metrics import Counts
@@ -36,7 +36,11 @@ _UNENCODABLE = object()
 
 class Transport(Protocol):
     """Moves frames. ``prepare_frame`` turns a frame's text into what ``send_frame`` writes,
-    so a broadcast is prepared once and the same object is written to every socket."""
+    so a broadcast is prepared once and the same object is written to every socket whose
+    transport has the same ``frame_kind`` (None, or how its frames differ: compressed with
+    a given window, say)."""
+
+    frame_kind: Hashable | None
 
     def prepare_frame(self, text: str) -> Any: ...
 
@@ -64,7 +68,8 @@ class PhoenixSocket:
     running asyncio loop); ``presence`` is the node's tracker (None: ``Channel.presence`` raises)."""
 
     __slots__ = ("transport", "serializer", "router", "pubsub", "max_channels", "peer", "counts", "channels",
-                 "user_socket", "assigns", "scheduler", "presence", "_mistakes_logged")
+                 "user_socket", "assigns", "scheduler", "presence", "_mistakes_logged",
+                 "_frame_key")
 
     def __init__(self, transport: Transport, serializer: Serializer, router: Router,
                  pubsub: PubSub, max_channels: int, peer: str, user_socket: Socket | None = None,
@@ -86,11 +91,18 @@ class PhoenixSocket:
         self.presence = presence
         # Made on the first mistake: most sockets never make one.
         self._mistakes_logged: set[str] | None = None
+        # A broadcast's frame is prepared once per key: the serializer alone for a plain
+        # transport (a class hashes fastest), with the transport's kind for the others.
+        self._frame_key: object = serializer if transport.frame_kind is None else (serializer, transport.frame_kind)
 
     # ---- inbound -------------------------------------------------------------------------------
 
     def receive(self, data: str | bytes) -> None:
-        """Handles one frame from the client."""
+        """Handles one message from the client (a text one as ``str``)."""
+        if isinstance(data, bytes) and self.serializer is not wire.V1:
+            log.warning("closing socket from %s: binary frames are not supported", self.peer)
+            self.transport.close(CloseCode.UNSUPPORTED, "binary frames are not supported")
+            return
         try:
             message = self.serializer.decode(data)
         except DecodeError as exc:
@@ -252,7 +264,7 @@ class PhoenixSocket:
         self._send(Message(channel.join_ref, None, channel.topic, event, payload))
 
     def deliver(self, message: Broadcast, cache: dict[Any, Any]) -> None:
-        frame = cache.get(self.serializer)
+        frame = cache.get(self._frame_key)
         if frame is None:
             if _UNENCODABLE in cache:
                 return
@@ -263,7 +275,7 @@ class PhoenixSocket:
                 cache[_UNENCODABLE] = True
                 log.error("broadcast of %s on %s not delivered: %s", message.event, message.topic, exc)
                 return
-            frame = cache[self.serializer] = self.transport.prepare_frame(text)
+            frame = cache[self._frame_key] = self.transport.prepare_frame(text)
         self.transport.send_frame(frame)
 
     # ---- lifecycle -----------------------------------------------------------------------------

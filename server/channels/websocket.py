@@ -7,10 +7,12 @@ Tornado ``WebSocketHandler`` would keep its request, headers, HTTP connection, s
 and a read coroutine alive for the socket's whole life; an idle socket here is a slotted
 protocol object and asyncio's transport, so a node holds many idle sockets cheaply.
 
-It only moves frames: protocol work is ``PhoenixSocket``'s. What it adds is what a socket
-needs from the network: a bounded outbound buffer (a client that stops reading is cut off
-instead of growing the node's memory), the idle timeout, ping flood and protocol checks,
-and closing with 1001 when the node goes away.
+It only moves frames: what the messages mean is its ``MessageHandler``'s (``PhoenixSocket``
+here; tests/autobahn runs the conformance suite against an echo). What it adds is what a
+socket needs from the network: a bounded outbound buffer (a client that stops reading is cut
+off instead of growing the node's memory), the idle timeout, ping flood and protocol checks,
+permessage-deflate when ``endpoint.compress`` is on and the client offers it, and closing with
+1001 when the node goes away.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import binascii
 import logging
 import socket
 import time
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Hashable
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -31,7 +33,7 @@ from ..metrics import Counts
 from ..pubsub import PubSub
 from ..settings import Endpoint
 from ..weblog import RedactingHandler
-from . import rfc6455
+from . import rfc6455, rfc7692
 from .channel import PresenceTracker
 from .connect import ConnectInfo, ConnectRefused, Socket, read_only_assigns
 from .rfc6455 import (
@@ -40,11 +42,12 @@ from .rfc6455 import (
     MessageReader,
     Opcode,
     ProtocolViolation,
+    binary_frame,
     close_frame,
     pong_frame,
     text_frame,
 )
-from .serializer import V1, Serializer, for_vsn
+from .serializer import Serializer, for_vsn
 from .socket import PhoenixSocket, Router
 
 log = logging.getLogger("gossipy.socket")
@@ -115,7 +118,12 @@ class SocketRegistry:
         now = time.monotonic()
         for websocket in list(self.sockets):
             idle_for = now - websocket.last_seen
-            if idle_for >= self._server_timeout and not websocket.closing:
+            if websocket.stalled_since is not None and now - websocket.stalled_since >= self._server_timeout:
+                log.warning("dropping socket from %s: its outbound buffer has not drained for %.0f s (a slow consumer)",
+                            websocket.peer, now - websocket.stalled_since)
+                self.counts.slow_consumers += 1
+                websocket.abort()
+            elif idle_for >= self._server_timeout and not websocket.closing:
                 log.info("closing socket from %s: idle for %.0f s", websocket.peer, idle_for)
                 websocket.close(CloseCode.NORMAL, "idle timeout")
         if self.sockets:
@@ -143,24 +151,40 @@ def origin_allowed(check: bool | tuple[str, ...], origin: str, host_header: str)
     return False
 
 
+class MessageHandler(Protocol):
+    """What a ``WebSocket`` hands its client's messages to (``PhoenixSocket``). It answers
+    through the ``WebSocket`` it was made with."""
+
+    def receive(self, data: str | bytes) -> None:
+        """A whole message: a text message as ``str``, a binary one as ``bytes``."""
+
+    def closed(self, reason: str = "closed") -> None:
+        """The connection is ending (``"shutdown"``: the node is): no more messages either way."""
+
+
 class WebSocket(asyncio.Protocol):
-    """One client's websocket after the upgrade: frames in to its ``PhoenixSocket``, frames
+    """One client's websocket after the upgrade: messages in to its ``MessageHandler``, frames
     out through one write per loop iteration."""
 
-    __slots__ = ("registry", "peer", "phoenix_socket", "reader", "transport", "last_seen", "_outbound_limit",
-                 "_handover", "_outbox", "_outbox_size", "_close_sent", "_close_timer", "_ping_second", "_pings")
+    __slots__ = ("registry", "peer", "handler", "reader", "transport", "last_seen", "stalled_since",
+                 "_outbound_limit", "_handover", "_outbox", "_outbox_size", "_close_sent", "_close_timer",
+                 "_ping_second", "_pings")
 
-    def __init__(self, registry: SocketRegistry, endpoint: Endpoint, serializer: Serializer, router: Router,
-                 pubsub: PubSub, peer: str, user_socket: Socket, handover: tuple[bytes, bytes],
-                 presence: PresenceTracker | None = None) -> None:
+    # How this socket's frames differ from another's for the same text: None, the same for
+    # every socket of this class (see ``PhoenixSocket.deliver``).
+    frame_kind: Hashable | None = None
+
+    def __init__(self, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
+                 new_handler: Callable[["WebSocket"], MessageHandler],
+                 inflate: rfc6455.Inflate | None = None) -> None:
         self.registry = registry
         self.peer = peer
-        self.phoenix_socket: PhoenixSocket | None = PhoenixSocket(self, serializer, router, pubsub,
-                                                                  endpoint.max_channels, peer, user_socket,
-                                                                  presence=presence, counts=registry.counts)
-        self.reader = MessageReader(endpoint.max_frame_size)
+        self.handler: MessageHandler | None = new_handler(self)
+        self.reader = MessageReader(endpoint.max_frame_size, inflate)
         self.transport: asyncio.Transport | None = None
         self.last_seen = time.monotonic()
+        # Since when the transport holds more than outbound_buffer (None: it does not).
+        self.stalled_since: float | None = None
         self._outbound_limit = endpoint.outbound_buffer
         # The 101 response to write first, and what the client sent after its request.
         self._handover: tuple[bytes, bytes] | None = handover
@@ -200,8 +224,8 @@ class WebSocket(asyncio.Protocol):
         # nothing the client sent after the offence may reach the room, nor earn a pong.
         for opcode, payload in messages:
             if opcode in DATA_OPCODES:
-                if not self._close_sent:
-                    self._message(payload)
+                if not self._close_sent and self.handler is not None:
+                    self.handler.receive(payload)
             elif opcode == Opcode.CLOSE:
                 assert isinstance(payload, bytes)  # as MessageReader gives every control frame
                 self._close_received(payload)
@@ -214,12 +238,15 @@ class WebSocket(asyncio.Protocol):
         return False
 
     def pause_writing(self) -> None:
-        # A client that stops reading must not grow the node's memory or slow the others:
-        # drop it at once (a close frame could not get through the full buffer anyway).
-        log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
-                    self.peer, self._outbound_limit)
-        self.registry.counts.slow_consumers += 1
-        self.abort()
+        # The transport holds over outbound_buffer: one big frame to a client that reads, or a
+        # client that stopped reading. Frames now wait in the outbox, where a client that does
+        # not read is dropped once they pass outbound_buffer too (flush_outbox), or once the
+        # transport has not drained for server_timeout (the registry's sweep).
+        self.stalled_since = time.monotonic()
+
+    def resume_writing(self) -> None:
+        self.stalled_since = None
+        self.flush_outbox()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.registry.discard(self)
@@ -228,21 +255,11 @@ class WebSocket(asyncio.Protocol):
             self._close_timer = None
         self.transport = None
         self._outbox = None
-        if self.phoenix_socket is not None:
-            self.phoenix_socket.closed()
-            self.phoenix_socket = None
+        if self.handler is not None:
+            self.handler.closed()
+            self.handler = None
 
     # ---- inbound -------------------------------------------------------------------------------
-
-    def _message(self, payload: str | bytes) -> None:
-        phoenix_socket = self.phoenix_socket
-        if phoenix_socket is None:
-            return
-        if isinstance(payload, bytes) and phoenix_socket.serializer is not V1:
-            log.warning("closing socket from %s: binary frames are not supported", self.peer)
-            self.close(CloseCode.UNSUPPORTED, "binary frames are not supported")
-            return
-        phoenix_socket.receive(payload)
 
     def _pinged(self, payload: bytes) -> None:
         now = self.last_seen
@@ -282,9 +299,10 @@ class WebSocket(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write_eof()
 
-    # ---- Transport (for PhoenixSocket) ---------------------------------------------------------
+    # ---- Transport (for the handler) -----------------------------------------------------------
 
     prepare_frame = staticmethod(text_frame)
+    prepare_binary_frame = staticmethod(binary_frame)
 
     def send_frame(self, frame: bytes) -> None:
         if self._close_sent or self.transport is None:
@@ -303,6 +321,14 @@ class WebSocket(asyncio.Protocol):
 
     def flush_outbox(self) -> None:
         """Writes every waiting frame in one go (called once per loop iteration)."""
+        if self.stalled_since is not None:
+            if self._outbox is not None and self._outbox_size > self._outbound_limit and self.transport is not None:
+                log.warning("dropping socket from %s: over its %d-byte outbound buffer (a slow consumer)",
+                            self.peer, self._outbound_limit)
+                self.registry.counts.slow_consumers += 1
+                self.abort()
+                self.transport = None
+            return
         outbox, self._outbox = self._outbox, None
         if outbox is None or self.transport is None or self.transport.is_closing():
             return
@@ -312,7 +338,7 @@ class WebSocket(asyncio.Protocol):
         counts.messages_sent += len(outbox)
         counts.written_bytes += len(data)
         # The transport queues what the kernel does not take at once; past outbound_buffer it
-        # calls pause_writing, which drops the socket.
+        # calls pause_writing.
         self.transport.write(data)
 
     @property
@@ -326,8 +352,8 @@ class WebSocket(asyncio.Protocol):
         """The node is going away: the channels end now with ``"shutdown"`` (their terminate
         may still push a last word, and can tell this from a client that left), then the
         socket is closed with ``code``."""
-        if self.phoenix_socket is not None:
-            self.phoenix_socket.closed("shutdown")
+        if self.handler is not None:
+            self.handler.closed("shutdown")
         self.close(code, reason)
 
     def _send_close(self, frame: bytes) -> None:
@@ -345,60 +371,77 @@ class WebSocket(asyncio.Protocol):
             self.transport.abort()
 
 
-class UpgradeHandler(RedactingHandler):
-    """Checks a websocket request, then hands its connection to a ``WebSocket``."""
+class DeflateWebSocket(WebSocket):
+    """A ``WebSocket`` that agreed on permessage-deflate: what it sends is compressed (each
+    message alone, long enough ones only: ``rfc7692``), what it receives inflated."""
 
-    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry,
-                   new_socket: Callable[[], Socket], presence: PresenceTracker | None = None) -> None:
-        self.router = router
-        self.pubsub = pubsub
-        self.presence = presence
-        self.endpoint = endpoint
-        self.registry = registry
-        self.new_socket = new_socket
+    __slots__ = ("frame_kind", "prepare_frame", "prepare_binary_frame")
+
+    def __init__(self, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
+                 new_handler: Callable[[WebSocket], MessageHandler], agreement: rfc7692.Agreement) -> None:
+        # Before the handler is made, which reads frame_kind: sockets of one window size share
+        # their broadcasts' compressed frames.
+        deflater = rfc7692.deflater(agreement.server_window_bits)
+        self.frame_kind = agreement.server_window_bits
+        self.prepare_frame = deflater.text_frame
+        self.prepare_binary_frame = deflater.binary_frame
+        super().__init__(registry, endpoint, peer, handover, new_handler,
+                         rfc7692.Inflater(agreement.client_context_takeover).inflate)
+
+
+class WebSocketUpgrade(RedactingHandler):
+    """The opening handshake (RFC 6455 4.2): checks the request, agrees on permessage-deflate
+    when ``endpoint.compress`` is on, answers 101 and hands the connection to a ``WebSocket``.
+    A subclass says what handles the messages, and may refuse the request first (``admit``)."""
+
+    endpoint: Endpoint
+    registry: SocketRegistry
+
+    def admit(self, peer: str) -> Callable[[WebSocket], MessageHandler] | None:
+        """Called once the request is a valid upgrade: what makes the connection's handler, or
+        None after refusing the request (``refuse``)."""
+        raise NotImplementedError
 
     async def get(self) -> None:
-        vsn = self.get_query_argument("vsn", None)
-        serializer = for_vsn(vsn)
-        if serializer is None:
-            log.warning("refusing websocket from %s: unknown vsn %r", self.request.remote_ip, vsn)
-            self._refuse(403, f"unsupported serializer version {vsn!r}")
-            return
         headers = self.request.headers
         if headers.get("Upgrade", "").lower() != "websocket":
-            self._refuse(400, 'Can "Upgrade" only to "WebSocket".')
+            self.refuse(400, 'Can "Upgrade" only to "WebSocket".')
             return
         if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
-            self._refuse(400, '"Connection" must be "Upgrade".')
+            self.refuse(400, '"Connection" must be "Upgrade".')
             return
         origin = headers.get("Origin")
         if origin is not None and not origin_allowed(self.endpoint.check_origin, origin, self.request.host):
             log.warning("refusing websocket from %s: origin %r not allowed for host %r (check_origin)",
                         self.request.remote_ip, origin, self.request.host)
-            self._refuse(403, "Cross origin websockets not allowed")
+            self.refuse(403, "Cross origin websockets not allowed")
             return
         if headers.get("Sec-WebSocket-Version") != "13":
             self.set_header("Sec-WebSocket-Version", "13")
-            self._refuse(426, "websocket version 13 only")
+            self.refuse(426, "websocket version 13 only")
             return
         key = headers.get("Sec-WebSocket-Key", "")
         if not _valid_key(key):
-            self._refuse(400, "missing or invalid Sec-WebSocket-Key")
+            self.refuse(400, "missing or invalid Sec-WebSocket-Key")
             return
         peer = self.request.remote_ip or "unknown"
-        user_socket = self._connect(peer)
-        if user_socket is None:
+        new_handler = self.admit(peer)
+        if new_handler is None:
             return
+        agreement = None
+        if self.endpoint.compress:
+            agreement = rfc7692.negotiate(",".join(headers.get_list("Sec-WebSocket-Extensions")))
+        extension = "" if agreement is None else f"Sec-WebSocket-Extensions: {agreement.response}\r\n"
         response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n\r\n").encode("ascii")
+                    f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n{extension}\r\n").encode("ascii")
         self.set_status(101)
         self.application.log_request(self)  # Tornado's access line, as for any other request
         taken = _take_socket(self.detach(), peer)
         if taken is None:
             return
         sock, early = taken
-        websocket = WebSocket(self.registry, self.endpoint, serializer, self.router, self.pubsub, peer,
-                              user_socket, (response, early), self.presence)
+        websocket = (WebSocket(self.registry, self.endpoint, peer, (response, early), new_handler) if agreement is None
+                     else DeflateWebSocket(self.registry, self.endpoint, peer, (response, early), new_handler, agreement))
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
         except OSError as exc:
@@ -408,15 +451,52 @@ class UpgradeHandler(RedactingHandler):
             sock.close()
             raise
 
+    def refuse(self, status: int, text: str) -> None:
+        self.set_status(status)
+        self.finish(text + "\n")
+
+
+class UpgradeHandler(WebSocketUpgrade):
+    """``/socket/websocket``: the serializer chosen by ``?vsn=``, then the app's
+    ``Socket.connect``; the messages go to a ``PhoenixSocket``."""
+
+    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry,
+                   new_socket: Callable[[], Socket], presence: PresenceTracker | None = None) -> None:
+        self.router = router
+        self.pubsub = pubsub
+        self.presence = presence
+        self.endpoint = endpoint
+        self.registry = registry
+        self.new_socket = new_socket
+        self.serializer: Serializer | None = None
+
+    async def get(self) -> None:
+        vsn = self.get_query_argument("vsn", None)
+        self.serializer = for_vsn(vsn)
+        if self.serializer is None:
+            log.warning("refusing websocket from %s: unknown vsn %r", self.request.remote_ip, vsn)
+            self.refuse(403, f"unsupported serializer version {vsn!r}")
+            return
+        await super().get()
+
+    def admit(self, peer: str) -> Callable[[WebSocket], MessageHandler] | None:
+        user_socket = self._connect(peer)
+        serializer = self.serializer
+        if user_socket is None or serializer is None:
+            return None
+        return lambda websocket: PhoenixSocket(websocket, serializer, self.router, self.pubsub,
+                                               self.endpoint.max_channels, peer, user_socket,
+                                               presence=self.presence, counts=self.registry.counts)
+
     def _connect(self, peer: str) -> Socket | None:
-        """The app's socket after its ``connect`` accepted the request; None once refused
-        with 403 (400 for a query that is not UTF-8) and one log line (the reason: never the token, which the access line
-        redacts too)."""
+        """The app's socket after its ``connect`` accepted the request; None once refused with
+        403 (400 for a query that is not UTF-8) and one log line (the reason: never the token,
+        which the access line redacts too)."""
         try:
             params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
         except tornado.web.HTTPError:  # Tornado's "Invalid unicode": its message shows the value
             log.warning("refusing websocket from %s: a query parameter is not UTF-8", peer)
-            self._refuse(400, "query parameters must be UTF-8")
+            self.refuse(400, "query parameters must be UTF-8")
             return None
         user_socket = self.new_socket()
         try:
@@ -429,12 +509,8 @@ class UpgradeHandler(RedactingHandler):
             log.exception("refusing websocket from %s: %s.connect crashed", peer, type(user_socket).__name__)
         else:
             return user_socket
-        self._refuse(403, "connect refused")
+        self.refuse(403, "connect refused")
         return None
-
-    def _refuse(self, status: int, text: str) -> None:
-        self.set_status(status)
-        self.finish(text + "\n")
 
 
 def _valid_key(key: str) -> bool:

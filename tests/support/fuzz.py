@@ -126,6 +126,7 @@ class _Transport:
     """A socket's transport as the websocket handler is, minus the network: real framing."""
 
     prepare_frame = staticmethod(text_frame)
+    frame_kind = None
 
     def __init__(self) -> None:
         self.frames = 0
