@@ -31,6 +31,8 @@ ADDRESSES = {
     "gossipy-joiner": "127.0.0.124",
     "workers": "127.0.0.140",
     "release": "127.0.0.130",
+    "scale": [f"127.0.0.{n}" for n in range(141, 149)],           # bench/scale.py's nodes
+    "scale-clients": [f"127.0.0.{n}" for n in range(151, 191)],   # and its clients' source addresses
 }
 
 START_TIMEOUT = 60.0
@@ -226,10 +228,11 @@ class Gossipy(System):
     name = "gossipy"
     description = "3 gossipy nodes in a full mesh over their own peer TCP streams"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, hosts: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.hosts = hosts or ADDRESSES["gossipy"]
         self.cookie = secrets.token_urlsafe(24)
-        self.dist_port = procs.common_free_port(ADDRESSES["gossipy"] + [ADDRESSES["gossipy-joiner"]])
+        self.dist_port = procs.common_free_port(self.hosts + [ADDRESSES["gossipy-joiner"]])
 
     @staticmethod
     def node_name(host: str) -> str:
@@ -245,7 +248,7 @@ class Gossipy(System):
                                extra={"node": {"dist_port": self.dist_port}})
 
     def start(self) -> None:
-        hosts = ADDRESSES["gossipy"]
+        hosts = self.hosts
         for i, host in enumerate(hosts, 1):
             self.start_member(f"node{i}", host, [h for h in hosts if h != host])
         for node in self.nodes:

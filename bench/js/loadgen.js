@@ -18,8 +18,8 @@
 const readline = require('readline');
 const { performance, monitorEventLoopDelay } = require('perf_hooks');
 const WebSocket = require('ws');
+const { PhoenixClient, startHeartbeats } = require('./phoenix_client');
 
-const HEARTBEAT_MS = 30000; // phoenix.js's default heartbeatIntervalMs
 const MESSAGE = 'hello from the benchmark, a chat line of ordinary length';
 
 let clients = [];      // index -> Client
@@ -30,7 +30,6 @@ let urls = [];
 let run = null;        // the step being measured, or null between steps
 let stale = 0;         // shouts of an earlier step that arrived between or during later steps
 let heartbeatTimer = null;
-let heartbeatCursor = 0;
 
 function log(...args) { process.stderr.write(`[loadgen] ${args.join(' ')}\n`); }
 
@@ -48,64 +47,21 @@ function decode(text) {
   return m;
 }
 
-class Client {
+class Client extends PhoenixClient {
   constructor(index, url) {
-    this.index = index;
-    this.url = url;
-    this.topic = topicOf(index);
-    this.ws = null;
-    this.state = 'new';   // new | connecting | joined | closed
-    this.ref = 0;
-    this.joinRef = null;
+    super(index, url, topicOf(index));
     this.closeCode = null;
   }
 
-  nextRef() { this.ref += 1; return String(this.ref); }
+  encode(...args) { return encode(...args); }
+  decode(text) { return decode(text); }
+  socketUrl() { return `${this.url}${this.url.includes('?') ? '&' : '?'}vsn=${vsn}`; }
+  received(data) { receive(this, data); }
 
-  // Resolves true once joined, false on any failure or after timeoutMs.
-  connect(timeoutMs) {
-    return new Promise((resolve) => {
-      let done = false;
-      const finish = (ok, why) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        if (!ok) {
-          if (why) this.failure = why;
-          this.state = 'closed';
-          try { this.ws.terminate(); } catch (e) { /* already gone */ }
-        }
-        resolve(ok);
-      };
-      const timer = setTimeout(() => finish(false, 'timeout'), timeoutMs);
-      this.state = 'connecting';
-      const sep = this.url.includes('?') ? '&' : '?';
-      const ws = new WebSocket(`${this.url}${sep}vsn=${vsn}`, { perMessageDeflate: false, handshakeTimeout: timeoutMs });
-      this.ws = ws;
-      ws.on('open', () => {
-        this.joinRef = this.nextRef();
-        ws.send(encode(this.joinRef, this.joinRef, this.topic, 'phx_join', {}));
-      });
-      ws.on('message', (data) => {
-        if (this.state === 'joined') { receive(this, data); return; }
-        let m;
-        try { m = decode(data.toString()); } catch (e) { finish(false, 'bad frame'); return; }
-        if (m.event === 'phx_reply' && m.ref === this.joinRef) {
-          if (m.payload && m.payload.status === 'ok') { this.state = 'joined'; finish(true); }
-          else finish(false, `join refused: ${JSON.stringify(m.payload)}`);
-        }
-      });
-      ws.on('close', (code) => {
-        this.closeCode = code;
-        if (this.state === 'joined' && run) run.disconnects += 1;
-        this.state = 'closed';
-        finish(false, `closed ${code}`);
-      });
-      ws.on('error', (err) => { this.lastError = String(err && err.message || err); });
-    });
+  closed(wasJoined, code) {
+    this.closeCode = code;
+    if (wasJoined && run) run.disconnects += 1;
   }
-
-  send(text) { this.ws.send(text); }
 }
 
 // ---- accounting --------------------------------------------------------------------------------
@@ -159,7 +115,7 @@ async function cmdConnect(msg) {
   const first = clients.length;
   for (let i = first; i < first + wanted; i++) clients.push(new Client(i, urls[i % urls.length]));
   const joined = await connectAll(clients.slice(first), concurrency, timeoutMs, (msg.deadline || 600) * 1000);
-  startHeartbeats();
+  if (!heartbeatTimer) heartbeatTimer = startHeartbeats(() => clients);
   return { joined, failed: wanted - joined, total_joined: countJoined(), seconds: round((performance.now() - start) / 1000),
            first_failure: firstFailure(clients.slice(first)) };
 }
@@ -190,22 +146,6 @@ async function cmdEnsure(msg) {
   return { reconnected: joined, still_closed: closed.length - joined, total_joined: countJoined() };
 }
 
-// Heartbeats as phoenix.js sends them (every 30 s per socket), spread evenly over the interval.
-function startHeartbeats() {
-  if (heartbeatTimer) return;
-  const tickMs = 100;
-  heartbeatTimer = setInterval(() => {
-    const n = Math.ceil((clients.length * tickMs) / HEARTBEAT_MS);
-    for (let i = 0; i < n && clients.length; i++) {
-      const c = clients[heartbeatCursor++ % clients.length];
-      if (c.state === 'joined' && c.ws.readyState === WebSocket.OPEN) {
-        const ref = c.nextRef();
-        c.send(vsn === '2.0.0' ? JSON.stringify([null, ref, 'phoenix', 'heartbeat', {}])
-                               : JSON.stringify({ topic: 'phoenix', event: 'heartbeat', payload: {}, ref }));
-      }
-    }
-  }, tickMs);
-}
 
 async function cmdRun(msg) {
   const senders = msg.senders;

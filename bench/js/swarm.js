@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// The scale benchmark's clients (bench/scale.py drives several of these processes): many
+// Phoenix Channels websockets joined to one topic, each bound to a loopback source address
+// (one address has only ~28,000 ephemeral ports), heartbeating like phoenix.js, recording when
+// broadcasts arrive, and, when told to, coming back after a lost connection with phoenix.js's
+// backoff.
+//
+// Driven over stdin/stdout, one JSON object per line each way (bench/loadgen.py's call):
+//   {"cmd":"connect","urls":[...],"sources":[...],"clients":C,"topic":"room:scale",...} -> {"ok":true,"joined":...}
+//   {"cmd":"watch","event":"scale"}       from now on, note when each client gets event "scale" (payload.id)
+//   {"cmd":"receipts","event":"scale"}    per payload id: every receipt's time, and the duplicates
+//   {"cmd":"reconnect","jitter":0.5}      lost connections come back (phoenix.js's backoff, plus jitter)
+//   {"cmd":"storm"}                       how the comebacks went: closed, rejoined, tries, when
+//   {"cmd":"stats"}  {"cmd":"close"}  {"cmd":"quit"}
+// Times are epoch milliseconds (performance.timeOrigin + now), comparable across processes.
+'use strict';
+
+const readline = require('readline');
+const { performance } = require('perf_hooks');
+const { PhoenixClient, startHeartbeats } = require('./phoenix_client');
+
+const BACKOFF_MS = [10, 50, 100, 150, 200, 250, 500, 1000, 2000];  // phoenix.js's reconnectAfterMs...
+const BACKOFF_LAST_MS = 5000;                                      // ...and after that
+
+let clients = [];
+let urls = [];
+let topic = 'room:scale';
+let jitter = null;          // null: a lost connection stays lost; else backoff × (1 + jitter × U[0,1))
+let heartbeatTimer = null;
+const watches = new Map();  // event -> Map(payload id -> {seen, dup, times})
+
+const now = () => performance.timeOrigin + performance.now();
+function log(...args) { process.stderr.write(`[swarm] ${args.join(' ')}\n`); }
+
+class Client extends PhoenixClient {
+  constructor(index, source) {
+    super(index, urls[index % urls.length], topic);
+    this.source = source;
+    this.tries = 0;         // failed tries since the connection was lost
+    this.lostAt = null;     // when the joined connection was lost
+    this.rejoinedAt = null;
+    this.maxTries = 0;
+  }
+
+  socketOptions() { return { localAddress: this.source }; }
+  received(data) { receive(this, this.decode(data.toString())); }
+  closed(wasJoined) { if (wasJoined) this.lost(); }
+
+  lost() {
+    if (jitter === null) return;
+    this.lostAt = now();
+    this.rejoinedAt = null;
+    this.tries = 0;
+    this.retry();
+  }
+
+  // phoenix.js waits reconnectAfterMs(tries) and tries again; each try goes to a node picked at
+  // random, as a load balancer that has not yet noticed the dead node would send it.
+  retry() {
+    const base = BACKOFF_MS[this.tries] || BACKOFF_LAST_MS;
+    setTimeout(async () => {
+      this.url = urls[Math.floor(Math.random() * urls.length)];
+      if (await this.connect(10000)) {
+        this.rejoinedAt = now();
+        this.maxTries = Math.max(this.maxTries, this.tries + 1);
+      } else {
+        this.tries += 1;
+        this.retry();
+      }
+    }, base * (1 + jitter * Math.random()));
+  }
+}
+
+function receive(client, m) {
+  const ids = watches.get(m.event);
+  if (!ids) return;                       // heartbeat replies and the like
+  const at = now();
+  let w = ids.get(m.payload.id);
+  if (!w) { w = { seen: new Uint8Array(clients.length), dup: 0, times: [] }; ids.set(m.payload.id, w); }
+  if (w.seen[client.index]) { w.dup += 1; return; }
+  w.seen[client.index] = 1;
+  w.times.push(at);
+}
+
+async function cmdConnect(msg) {
+  urls = msg.urls;
+  topic = msg.topic || topic;
+  const sources = msg.sources || [undefined];
+  const first = clients.length;
+  for (let i = first; i < first + msg.clients; i++) clients.push(new Client(i, sources[i % sources.length]));
+  const list = clients.slice(first);
+  const timeoutMs = (msg.timeout || 30) * 1000;
+  const until = performance.now() + (msg.deadline || 600) * 1000;
+  const start = performance.now();
+  let next = 0, joined = 0;
+  async function worker() {
+    while (next < list.length && performance.now() < until) {
+      if (await list[next++].connect(timeoutMs)) joined += 1;
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(msg.concurrency || 100, list.length) }, worker));
+  if (!heartbeatTimer) heartbeatTimer = startHeartbeats(() => clients);
+  const failed = list.find((c) => c.state !== 'joined');
+  return { joined, failed: list.length - joined, seconds: (performance.now() - start) / 1000,
+           first_failure: failed ? `${failed.failure || 'not tried before the deadline'}${failed.lastError ? ` (${failed.lastError})` : ''}` : null };
+}
+
+
+function cmdWatch(msg) { watches.set(msg.event, new Map()); return {}; }
+
+function cmdReceipts(msg) {
+  const out = {};
+  for (const [id, w] of watches.get(msg.event) || []) out[id] = { dup: w.dup, times: w.times };
+  return { receipts: out, joined: countJoined() };
+}
+
+function cmdReconnect(msg) { jitter = msg.jitter === undefined ? 0.5 : msg.jitter; return {}; }
+
+function cmdStorm() {
+  const lost = clients.filter((c) => c.lostAt !== null);
+  const back = lost.filter((c) => c.rejoinedAt !== null);
+  const tries = {};
+  for (const c of back) tries[c.maxTries] = (tries[c.maxTries] || 0) + 1;
+  const byUrl = {};
+  for (const c of back) byUrl[c.url] = (byUrl[c.url] || 0) + 1;
+  return { lost: lost.length, rejoined: back.length, first_lost: lost.reduce((t, c) => Math.min(t, c.lostAt), Infinity),
+           last_rejoined: back.reduce((t, c) => Math.max(t, c.rejoinedAt), 0), rejoin_ms: back.map((c) => c.rejoinedAt - c.lostAt),
+           tries, rejoined_on: byUrl, joined: countJoined() };
+}
+
+function countJoined() { return clients.reduce((n, c) => n + (c.state === 'joined' ? 1 : 0), 0); }
+
+function cmdStats() {
+  return { clients: clients.length, joined: countJoined(), rss_bytes: process.memoryUsage().rss,
+           cpu_seconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 };
+}
+
+async function cmdClose() {
+  jitter = null;
+  if (heartbeatTimer) { clearInterval(heartbeatTimer); heartbeatTimer = null; }
+  for (const c of clients) { try { c.ws.terminate(); } catch (e) { /* gone */ } }
+  clients = [];
+  return {};
+}
+
+const handlers = { connect: cmdConnect, watch: cmdWatch, receipts: cmdReceipts, reconnect: cmdReconnect,
+                   storm: cmdStorm, stats: cmdStats, close: cmdClose };
+
+const rl = readline.createInterface({ input: process.stdin });
+let queue = Promise.resolve();
+rl.on('line', (line) => {
+  queue = queue.then(async () => {
+    const msg = JSON.parse(line);
+    if (msg.cmd === 'quit') process.exit(0);
+    try { reply({ ok: true, ...(await handlers[msg.cmd](msg)) }); }
+    catch (e) { log(e && e.stack || e); reply({ ok: false, error: String(e && e.stack || e) }); }
+  });
+});
+rl.on('close', () => process.exit(0));
+
+function reply(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }

@@ -1,0 +1,42 @@
+"""bench/scale.py, small: 500 connections, a storm of 300, 20 posts. It checks the accounting
+(every client joined, each broadcast reached every one of them once, every client of the
+killed node came back, no checked shout lost), not the speed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import scale  # noqa: E402
+
+from requirements import need  # noqa: E402
+
+
+def test_scale_accounting_adds_up(tmp_path: Path) -> None:
+    need("node", "apt-get install nodejs npm")
+    args = scale.parse_args(["--connections", "500", "--storm-clients", "300", "--posts", "20", "--broadcasts", "2",
+                             "--idle-window", "1", "--storm-window", "3", "--storm-timeout", "30",
+                             "--out", str(tmp_path)])
+    bench = scale.Scale(args)
+    assert bench.run() == 0
+    hold, post, storm = (next(r for r in bench.records if r["part"] == part) for part in ("hold", "post", "storm"))
+
+    assert (hold["connect_joined"], hold["connect_failed"], hold["nodes"]) == (500, 0, 1)
+    assert hold["broadcast_all_received"] and [b["received"] for b in hold["broadcasts"]] == [500, 500]
+    assert 0 < hold["broadcasts"][0]["first_ms"] <= hold["broadcasts"][0]["last_ms"] < 30_000
+    assert hold["kb_per_connection"] > 0 and hold["idle_cpu_fraction"] >= 0
+
+    assert (post["delivered"], post["expected"], post["dup"]) == (80, 80, 0)
+    assert 0 < post["p50_ms"] <= post["p99_ms"] <= post["max_ms"]
+
+    # Client i of each of the 2 generators (150 each) was on node i % 3: 50 each on node 3.
+    assert (storm["victims"], storm["lost"], storm["rejoined"], storm["joined_after"]) == (100, 100, 100, 300)
+    assert storm["survivors_alive"] and storm["all_rejoined_s"] is not None
+    assert sum(storm["tries"].values()) == 100
+    checked = storm["checked"]
+    assert checked["delivered"] == checked["expected"] > 0
+    assert (checked["lost"], checked["duplicates"], checked["out_of_order"], checked["disconnects"]) == (0, 0, 0, 0)
