@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -283,7 +284,11 @@ class Server:
                                 idle_connection_timeout=endpoint.server_timeout)
         try:
             # Workers each bind the one port; the kernel spreads new connections over them.
-            listening = bind_sockets(endpoint.port, endpoint.host, reuse_port=self.settings.workers > 1)
+            # Tornado's default accept queue of 128 overflows when thousands of clients reconnect
+            # at once (a node died, a deploy): the kernel then drops their handshakes and they
+            # retry a second or more later. SOMAXCONN asks for as much as net.core.somaxconn allows.
+            listening = bind_sockets(endpoint.port, endpoint.host, backlog=socket.SOMAXCONN,
+                                     reuse_port=self.settings.workers > 1)
         except OSError as exc:
             raise StartupError(f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}") from None
         self._http.add_sockets(listening)
