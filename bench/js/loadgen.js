@@ -114,8 +114,10 @@ async function cmdConnect(msg) {
   const start = performance.now();
   const first = clients.length;
   for (let i = first; i < first + wanted; i++) clients.push(new Client(i, urls[i % urls.length]));
-  const joined = await connectAll(clients.slice(first), concurrency, timeoutMs, (msg.deadline || 600) * 1000);
+  // From the first connect on, as phoenix.js does: a long connect phase must not leave the early
+  // sockets silent past the node's idle timeout.
   if (!heartbeatTimer) heartbeatTimer = startHeartbeats(() => clients);
+  const joined = await connectAll(clients.slice(first), concurrency, timeoutMs, (msg.deadline || 600) * 1000);
   return { joined, failed: wanted - joined, total_joined: countJoined(), seconds: round((performance.now() - start) / 1000),
            first_failure: firstFailure(clients.slice(first)) };
 }

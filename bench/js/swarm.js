@@ -89,6 +89,9 @@ async function cmdConnect(msg) {
   const first = clients.length;
   for (let i = first; i < first + msg.clients; i++) clients.push(new Client(i, sources[i % sources.length]));
   const list = clients.slice(first);
+  // From the first connect on, as phoenix.js does: a long connect phase must not leave the early
+  // sockets silent past the node's idle timeout.
+  if (!heartbeatTimer) heartbeatTimer = startHeartbeats(() => clients);
   const timeoutMs = (msg.timeout || 30) * 1000;
   const until = performance.now() + (msg.deadline || 600) * 1000;
   const start = performance.now();
@@ -99,7 +102,6 @@ async function cmdConnect(msg) {
     }
   }
   await Promise.all(Array.from({ length: Math.min(msg.concurrency || 100, list.length) }, worker));
-  if (!heartbeatTimer) heartbeatTimer = startHeartbeats(() => clients);
   const failed = list.find((c) => c.state !== 'joined');
   return { joined, failed: list.length - joined, seconds: (performance.now() - start) / 1000,
            first_failure: failed ? `${failed.failure || 'not tried before the deadline'}${failed.lastError ? ` (${failed.lastError})` : ''}` : null };
