@@ -2,6 +2,7 @@
 // A Phoenix Channels client over `ws` that connects and joins one topic: what the benchmark's
 // generators (loadgen.js, swarm.js) share. A subclass says what to do with frames once joined
 // (received) and when a joined socket closes (closed); the V2 serializer is the default.
+const { performance } = require('perf_hooks');
 const WebSocket = require('ws');
 
 class PhoenixClient {
@@ -79,21 +80,29 @@ class PhoenixClient {
 }
 
 // Every joined socket of clients() sends phoenix.js's heartbeat every 30 s (its
-// heartbeatIntervalMs), the sockets spread evenly over the interval; returns the timer.
+// heartbeatIntervalMs), the sockets spread evenly over the interval; returns the timer. Each
+// tick sends as many as the time since the last tick calls for, so a busy process whose ticks
+// come late still visits every socket within the node's 60 s idle timeout.
 const HEARTBEAT_MS = 30000;
 function startHeartbeats(clients) {
-  const tickMs = 100;
   let cursor = 0;
+  let last = performance.now();
+  let owed = 0;
   return setInterval(() => {
     const list = clients();
-    const n = Math.ceil((list.length * tickMs) / HEARTBEAT_MS);
-    for (let i = 0; i < n && list.length; i++) {
-      const c = list[cursor++ % list.length];
+    const now = performance.now();
+    owed += (list.length * (now - last)) / HEARTBEAT_MS;
+    last = now;
+    for (; owed >= 1 && list.length; owed -= 1) {
+      // A position, not a count modulo the length: while connects grow the list, a count
+      // modulo it would jump about and leave some sockets unvisited for minutes.
+      if (cursor >= list.length) cursor = 0;
+      const c = list[cursor++];
       if (c.state === 'joined' && c.ws.readyState === WebSocket.OPEN) {
         c.send(c.encode(null, c.nextRef(), 'phoenix', 'heartbeat', {}));
       }
     }
-  }, tickMs);
+  }, 100);
 }
 
 module.exports = { PhoenixClient, startHeartbeats };
