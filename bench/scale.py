@@ -44,15 +44,11 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from bench import loadgen, procs, systems  # noqa: E402
+from bench.results import Results, log  # noqa: E402
 
 SWARM = os.path.join(loadgen.JS_DIR, "swarm.js")
 MARGIN = 300        # descriptors a process keeps for what is not a client socket (peers, logs, HTTP)
 HEARTBEAT_S = 30.0  # phoenix.js's heartbeat interval, which swarm.js uses
-
-
-def log(message: str) -> None:
-    sys.stderr.write(f"[scale {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 def now_ms() -> float:
@@ -131,7 +127,7 @@ class Swarms:
 class Api:
     """``POST /api/broadcast`` on one node, over one kept-alive connection (as a backend would)."""
 
-    def __init__(self, node: systems.Node, key: str) -> None:
+    def __init__(self, node: systems.RunningServer, key: str) -> None:
         self.conn = http.client.HTTPConnection(node.host, node.port, timeout=10)
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
@@ -168,18 +164,10 @@ class Scale:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.outdir = os.path.abspath(args.out or os.path.join(HERE, "results", f"scale-{stamp}"))
         os.makedirs(self.outdir, exist_ok=True)
-        self.records: list[dict[str, Any]] = []
+        self.results = Results(self.outdir)
         self.fd_limit = procs.raise_fd_limit(1 << 20)
         self.per_process = self.fd_limit - MARGIN
         self.key = secrets.token_urlsafe(24)
-
-    def emit(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.records.append(record)
-        line = json.dumps(record, separators=(",", ":"))
-        print(line, flush=True)
-        with open(os.path.join(self.outdir, "results.jsonl"), "a") as f:
-            f.write(line + "\n")
-        return record
 
     def system(self, nodes: int, src: str, label: str) -> systems.System:
         settings = {"api": {"key": self.key}}
@@ -219,7 +207,7 @@ class Scale:
             idle = self.idle_cpu(system, swarms)
             fanout = self.fanout(system, swarms, connected["joined"])
             system.check_alive()
-            return self.emit({
+            return self.results.emit({
                 "part": "hold", "source": label, "connections": n, "nodes": nodes, "generators": len(swarms.gens),
                 "fd_limit": self.fd_limit, **{f"connect_{k}": v for k, v in connected.items()},
                 "listen_overflows": drops["overflows"], "listen_drops": drops["drops"],
@@ -288,9 +276,9 @@ class Scale:
             log(f"{label}: {connected['joined']:,} storm clients joined in {connected['seconds']} s")
             watchers = Swarms(1, self.outdir, f"{label}-post")
             watchers.connect([system.nodes[1].ws_url], args.post_clients, "room:post", 10, 30)
-            self.emit(self.post(system, watchers, label))
+            self.results.emit(self.post(system, watchers, label))
             checker = loadgen.LoadGenerator(log_path=os.path.join(self.outdir, f"{label}-checker.log"))
-            self.emit(self.storm(system, swarms, checker, connected, label))
+            self.results.emit(self.storm(system, swarms, checker, connected, label))
         finally:
             for gen in (checker, watchers, swarms):
                 if gen:
@@ -379,7 +367,7 @@ class Scale:
         args = self.args
         with open("/proc/sys/net/core/somaxconn") as f:
             somaxconn = int(f.read())
-        self.emit({"part": "meta", "machine": procs.machine(), "fd_limit": self.fd_limit, "somaxconn": somaxconn,
+        self.results.emit({"part": "meta", "machine": procs.machine(), "fd_limit": self.fd_limit, "somaxconn": somaxconn,
                    "args": vars(args)})
         sources = [("after", REPO)]
         if args.before:
@@ -389,9 +377,9 @@ class Scale:
                 self.hold(src, label)
             if args.storm_clients:
                 self.cluster(src, label)
-        print(summary(self.records))
+        print(summary(self.results.records))
         if args.plot:
-            plot(self.records, os.path.join(HERE, "scale.png"))
+            plot(self.results.records, os.path.join(HERE, "scale.png"))
         log(f"results in {os.path.relpath(self.outdir)}")
         return 0
 

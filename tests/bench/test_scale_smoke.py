@@ -4,16 +4,11 @@ killed node came back, no checked shout lost), not the speed."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import scale
 
-from bench import scale  # noqa: E402
-
-from requirements import need  # noqa: E402
+from support.requirements import need
 
 
 def test_scale_accounting_adds_up(tmp_path: Path) -> None:
@@ -23,7 +18,7 @@ def test_scale_accounting_adds_up(tmp_path: Path) -> None:
                              "--out", str(tmp_path)])
     bench = scale.Scale(args)
     assert bench.run() == 0
-    hold, post, storm = (next(r for r in bench.records if r["part"] == part) for part in ("hold", "post", "storm"))
+    hold, post, storm = (next(r for r in bench.results.records if r["part"] == part) for part in ("hold", "post", "storm"))
 
     assert (hold["connect_joined"], hold["connect_failed"], hold["nodes"]) == (500, 0, 1)
     assert hold["broadcast_all_received"] and [b["received"] for b in hold["broadcasts"]] == [500, 500]
