@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from server.pubsub import Broadcast, PubSub
+from server.pubsub import Broadcast, NodeId, PubSub
 
 log = logging.getLogger("gossipy.bench.redis")
 
@@ -36,6 +36,8 @@ class RedisAdapter:
         self.port = port
         self.channel = channel
         self.node_id = uuid.uuid4().hex[:16]
+        # No node names in the Redis way: nodes are anonymous publishers to one channel.
+        self.node = NodeId(f"redis-{self.node_id}@nohost", 0)
         self._prefix = self.node_id + "\n"
         self._pending: list[str] = []
         self._wake = asyncio.Event()
@@ -67,6 +69,10 @@ class RedisAdapter:
     def broadcast(self, message: Broadcast) -> None:
         self._pending.append(self._prefix + _dumps([message.topic, message.event, message.payload]))
         self._wake.set()
+
+    def direct_broadcast(self, node: str, message: Broadcast) -> None:
+        """Nothing: one shared channel has no way to address one node, and no node ever comes
+        up here to be answered (presence, which asks for this, is not what this baseline runs)."""
 
     # ---- the two directions --------------------------------------------------------------------
 

@@ -101,6 +101,26 @@ def test_rooms_of_two_reach_only_their_members(node: systems.System, tmp_path: P
         gen.stop()
 
 
+@pytest.mark.parametrize("kind", ["redis", "gossipy"])
+def test_the_clustered_systems_start_and_carry_rooms_of_two_across_their_nodes(
+        kind: str, tmp_path: Path) -> None:
+    """The two systems the benchmark compares start as the full run starts them (the Redis way
+    with Debian's redis-server and bench/requirements.txt's client), and a room's two members,
+    on different nodes, hear each other."""
+    system = systems.SYSTEMS[kind](str(tmp_path))
+    gen = loadgen.LoadGenerator(log_path=str(tmp_path / "loadgen.log"))
+    try:
+        system.start()
+        assert len(system.ws_urls()) == 3
+        assert gen.connect(system.ws_urls(), CLIENTS, topic="room:pairs", rooms=CLIENTS // 2)["joined"] == CLIENTS
+        r = gen.run(step=1, senders=CLIENTS, rate=80, duration=1.0)
+        assert r["expected"] == r["shouts"] * 2 == r["delivered"]
+        assert (r["lost"], r["duplicates"], r["out_of_order"], r["extra"], r["misrouted"]) == (0,) * 5
+    finally:
+        gen.stop()
+        system.stop()
+
+
 def test_a_run_missing_a_dependency_names_the_command_and_installs_nothing(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(run.importlib.util, "find_spec", lambda name: None)
