@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple, Protocol
 
+from . import strictjson
 from .metrics import Counts
 
 log = logging.getLogger("gossipy.pubsub")
@@ -38,6 +39,25 @@ class Broadcast(NamedTuple):
     topic: str
     event: str
     payload: Any
+    # Its form between nodes when whoever made it has encoded it already (:meth:`encoded_now`):
+    # a channel does, to refuse an unencodable payload in the hook that broadcasts, and the
+    # adapter then sends those bytes rather than encoding the message again.
+    encoded: bytes | None = None
+
+    @classmethod
+    def encoded_now(cls, topic: str, event: str, payload: Any) -> Broadcast:
+        """A broadcast whose form between nodes is made at once (TypeError or ValueError for
+        a payload JSON cannot carry)."""
+        return cls(topic, event, payload, _between_nodes(topic, event, payload))
+
+    def between_nodes(self) -> bytes:
+        """The one JSON form of a broadcast between nodes, ``[topic, event, payload]``, made
+        once per broadcast."""
+        return self.encoded if self.encoded is not None else _between_nodes(self.topic, self.event, self.payload)
+
+
+def _between_nodes(topic: str, event: str, payload: Any) -> bytes:
+    return strictjson.dumps([topic, event, payload]).encode()
 
 
 class Subscriber(Protocol):

@@ -12,17 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple, Protocol
 
-from .. import strictjson
 from ..pubsub import Broadcast, PubSub, Subscriber
 
 PRESENCE_STATE = "presence_state"
-
-
-def _encodable(message: Broadcast) -> Broadcast:
-    """``message``, once its payload is known to encode (TypeError or ValueError if not): one
-    encode, raised in the hook that broadcasts, instead of a failure in every subscriber's."""
-    strictjson.dumps(message.payload)
-    return message
 
 
 class Reply(NamedTuple):
@@ -277,11 +269,13 @@ class Channel:
         """Sends to every subscriber of this topic on every node, this socket included. A
         payload JSON cannot carry (NaN, a set, ...) raises here, so the channel crashes, as in
         Phoenix, and nobody receives it."""
-        self._host.pubsub.broadcast(_encodable(Broadcast(self.topic, event, payload)))
+        # Encoded here: an unencodable payload fails in this hook, not in every subscriber's
+        # delivery, and the bytes are those the cluster sends the other nodes.
+        self._host.pubsub.broadcast(Broadcast.encoded_now(self.topic, event, payload))
 
     def broadcast_from(self, event: str, payload: Any) -> None:
         """Like ``broadcast``, but not to this socket."""
-        self._host.pubsub.broadcast(_encodable(Broadcast(self.topic, event, payload)), exclude=self)
+        self._host.pubsub.broadcast(Broadcast.encoded_now(self.topic, event, payload), exclude=self)
 
     def push(self, event: str, payload: Any) -> None:
         """Sends to this socket only."""

@@ -46,7 +46,7 @@ class ClusterAdapter:
 
     def _send(self, message: Broadcast, send: Callable[[bytes], None]) -> None:
         try:
-            send(strictjson.dumps([message.topic, message.event, message.payload]).encode())
+            send(message.between_nodes())
         except (TypeError, ValueError, FrameError) as exc:
             # The other nodes miss this one message; this node's subscribers still get it.
             log.error("broadcast of %s on %s not sent to the other nodes: %s", message.event, message.topic, exc)
