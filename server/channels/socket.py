@@ -206,26 +206,26 @@ class PhoenixSocket:
 
     def deliver_intercepted(self, channel: Channel, message: Broadcast) -> None:
         """A broadcast of an event the channel intercepts: through its ``handle_out``."""
-        if self.channels.get(channel.topic) is not channel:
-            return  # ended during this broadcast's delivery
-        try:
+        def handle_out() -> None:
             payload = channel.handle_out(message.event, message.payload)
             if payload is not None:  # pushed in here: a payload JSON cannot carry is handle_out's bug
                 self.push(channel, message.event, payload)
-        except Exception:
-            log.exception("channel %s on %s crashed in handle_out of %r",
-                          type(channel).__name__, channel.topic, message.event)
-            self._crash(channel)
+
+        self._run_hook(channel, "handle_out", message.event, handle_out)
 
     def deliver_info(self, channel: Channel, message: Any) -> None:
         """A ``send_after`` message whose time came: to the channel's ``handle_info``."""
+        self._run_hook(channel, "handle_info", message, lambda: channel.handle_info(message))
+
+    def _run_hook(self, channel: Channel, hook: str, subject: Any, call: Callable[[], None]) -> None:
+        """Calls one of ``channel``'s hooks unless the channel has ended meanwhile (during this
+        broadcast's delivery, say); an exception in it crashes the channel, as in Phoenix."""
         if self.channels.get(channel.topic) is not channel:
             return
         try:
-            channel.handle_info(message)
+            call()
         except Exception:
-            log.exception("channel %s on %s crashed in handle_info of %.80r",
-                          type(channel).__name__, channel.topic, message)
+            log.exception("channel %s on %s crashed in %s of %.80r", type(channel).__name__, channel.topic, hook, subject)
             self._crash(channel)
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Cancellable:
