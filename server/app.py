@@ -22,21 +22,21 @@ from typing import TYPE_CHECKING, Any, Iterable
 import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPServerRequest
-from tornado.log import access_log
 from tornado.netutil import bind_sockets
 from tornado.routing import Matcher, Rule
 
 from . import backend_api, chat, publishing
 from .apps import App
-from .auth import TokenVerifier, redact_uri
+from .auth import TokenVerifier
 from .channels import Channel, Socket
 from .channels.socket import Router
-from .channels.websocket import SocketRegistry, UpgradeHandler
+from .channels.websocket import PhoenixUpgrade, SocketRegistry
+from .listener import KeptAliveUpgradeHandler, Listener
 from .metrics import CONTENT_TYPE, Metrics, Sources
 from .presence.tracker import Tracker
 from .pubsub import PubSub
 from .settings import Settings
-from .weblog import RedactingHandler
+from .weblog import RedactingHandler, log_access
 
 if TYPE_CHECKING:
     # Imported in start() at run time: a node that is not distributed never loads the cluster.
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gossipy.node")
 
+WEBSOCKET_PATH = "/socket/websocket"
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 # Only the backend API takes a request body (it sets its own limit); Tornado's default would
 # read up to 100 MB of one into memory (per connection) before answering 405.
@@ -139,19 +140,15 @@ class PageHandler(RedactingHandler, tornado.web.StaticFileHandler):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access line (its logger, levels and format) for every request, with the value
-    of each credential-like query parameter redacted: phoenix.js sends the connect token in the
-    websocket URL, and a token in a log is a token anyone reading the log can use. Probes go
-    to it at DEBUG: every few seconds, per prober, they would bury the log, and the 503s of
-    booting and draining would be errors (the node logs each change of readiness once
-    instead). A client turned away while the node boots is routine: INFO."""
+    """The access line of a request Tornado served (``weblog.log_access``). Probes go to it at
+    DEBUG: every few seconds, per prober, they would bury the log, and the 503s of booting and
+    draining would be errors (the node logs each change of readiness once instead). A client
+    turned away while the node boots is routine: INFO."""
     status = handler.get_status()
-    log_method = (access_log.debug if isinstance(handler, ProbeHandler)
-                  else access_log.info if status < 400 or isinstance(handler, BootingHandler)
-                  else access_log.warning if status < 500 else access_log.error)
+    level = (logging.DEBUG if isinstance(handler, ProbeHandler)
+             else logging.INFO if isinstance(handler, BootingHandler) else None)
     request = handler.request
-    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri or ""),
-               request.remote_ip, 1000.0 * request.request_time())
+    log_access(status, request.method or "", request.uri or "", request.remote_ip or "", request.request_time(), level)
 
 
 class StartupError(Exception):
@@ -175,6 +172,7 @@ class Server:
         self.socket_class = socket_class
         self.cluster: Node | None = None
         self._http: HTTPServer | None = None
+        self._listener: Listener | None = None
         self.port = settings.endpoint.port
         self.phase = Phase.BOOTING
         # Set by the first GET /readyz: only then does a stop wait out endpoint.drain_seconds.
@@ -210,18 +208,22 @@ class Server:
         except ValueError as exc:  # its message names lengths and algorithms, never the secret
             raise StartupError(f"auth: {exc}") from None
 
-    def application(self) -> tornado.web.Application:
-        endpoint = self.settings.endpoint
+    def upgrade(self) -> PhoenixUpgrade:
+        """The websocket path's upgrade, with the app's socket class."""
         new_socket = functools.partial(self.socket_class, self.token_verifier())
+        return PhoenixUpgrade(self.settings.endpoint, self.registry, self.router, self.pubsub, new_socket,
+                              self.presence)
+
+    def application(self, upgrade: PhoenixUpgrade) -> tornado.web.Application:
+        """Tornado's routes: every request but a connection's first websocket upgrade (the
+        ``Listener``'s)."""
         return tornado.web.Application(
             [
                 (r"/healthz", HealthHandler, dict(server=self)),
                 (r"/readyz", ReadyHandler, dict(server=self)),
                 (r"/metrics", MetricsHandler, dict(server=self)),
                 Rule(Booting(self), BootingHandler),
-                (r"/socket/websocket", UpgradeHandler,
-                 dict(router=self.router, pubsub=self.pubsub, endpoint=endpoint, registry=self.registry,
-                      new_socket=new_socket, presence=self.presence)),
+                (WEBSOCKET_PATH, KeptAliveUpgradeHandler, dict(upgrade=upgrade)),
                 (r"/cluster", ClusterHandler, dict(server=self)),
                 *backend_api.routes(self.pubsub, self.settings.api),
                 (r"/()", PageHandler, dict(path=STATIC_DIR, default_filename="index.html")),
@@ -238,10 +240,11 @@ class Server:
         give it a share of new connections only to have them turned away."""
         distribution = self.settings.distribution
         # First: a bad auth section stops the node before it listens or joins.
-        application = self.application()
+        upgrade = self.upgrade()
+        application = self.application(upgrade)
         workers = self.settings.workers > 1
         if not workers:
-            self._listen(application)
+            self._listen(application, upgrade)
         if distribution.node is not None:
             from .cluster import BootError, ClusterAdapter, Node
 
@@ -258,13 +261,13 @@ class Server:
                 await self.cluster.start()
             except BootError as exc:  # a taken distribution port too: Node.start raises BootError
                 self.presence.stop()
-                if self._http is not None:
-                    self._http.stop()
+                if self._listener is not None and self._http is not None:
+                    self._listener.stop()
                     await self._http.close_all_connections()
                 raise StartupError(f"boot failed: {exc}") from None
         if workers:
             try:
-                self._listen(application)
+                self._listen(application, upgrade)
             except StartupError:
                 if self.cluster is not None:
                     await self.cluster.stop()
@@ -276,7 +279,7 @@ class Server:
                  f", distribution on {distribution.listen_address}:{self.cluster.port}"
                  if self.cluster is not None else " (not distributed)")
 
-    def _listen(self, application: tornado.web.Application) -> None:
+    def _listen(self, application: tornado.web.Application, upgrade: PhoenixUpgrade) -> None:
         endpoint = self.settings.endpoint
         # A connection that has not sent its request headers within server_timeout is closed
         # (Tornado's default is an hour: a slow or silent client would hold a descriptor that long).
@@ -291,7 +294,9 @@ class Server:
                                      reuse_port=self.settings.workers > 1)
         except OSError as exc:
             raise StartupError(f"cannot listen on {endpoint.host}:{endpoint.port}: {exc.strerror}") from None
-        self._http.add_sockets(listening)
+        self._listener = Listener(self._http, {WEBSOCKET_PATH: upgrade}, lambda: self.phase is not Phase.BOOTING,
+                                  endpoint.server_timeout)
+        self._listener.add_sockets(listening)
         self.port = listening[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -305,8 +310,8 @@ class Server:
             log.info("node %s draining: /readyz answers 503; closing websockets in %g s", self.name, drain)
             await asyncio.sleep(drain)
         log.info("node %s stopping", self.name)
-        if self._http is not None:
-            self._http.stop()
+        if self._listener is not None:
+            self._listener.stop()
         self.registry.close_all()
         if self.cluster is not None:
             await self.cluster.stop()

@@ -1,6 +1,7 @@
-"""Tornado's error lines for a request, without the credentials its URI may carry.
+"""The node's lines about HTTP requests, without the credentials a URI may carry.
 
-``RequestHandler.log_exception`` prints ``request.uri`` as it is (phoenix.js puts the connect
+Every request gets Tornado's access line (``log_access``: its logger and format), whoever
+served it, Tornado or the listener's upgrade. ``RequestHandler.log_exception`` prints ``request.uri`` as it is (phoenix.js puts the connect
 token there) and, for an uncaught exception, ``repr(request)`` (every header, ``Authorization``
 included). Every handler of the node derives from :class:`RedactingHandler`, whose override of
 that public hook writes the same lines with the URI redacted and no repr.
@@ -8,10 +9,11 @@ that public hook writes the same lines with the URI redacted and no repr.
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 
 import tornado.web
-from tornado.log import app_log, gen_log
+from tornado.log import access_log, app_log, gen_log
 
 from .auth import redact_uri
 
@@ -31,3 +33,13 @@ class RedactingHandler(tornado.web.RequestHandler):
                 gen_log.warning("%d %s: %s", value.status_code, summary, message)
         else:
             app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))  # type: ignore[arg-type]
+
+
+def log_access(status: int, method: str, uri: str, peer: str, seconds: float, level: int | None = None) -> None:
+    """Tornado's access line for a request, with the value of each credential-like query
+    parameter redacted: phoenix.js sends the connect token in the websocket URL, and a token in
+    a log is a token anyone reading the log can use. ``level``: by default INFO below 400,
+    WARNING below 500, ERROR from there."""
+    if level is None:
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, method, redact_uri(uri), peer, 1000.0 * seconds)

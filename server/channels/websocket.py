@@ -1,11 +1,13 @@
 """The websocket transport behind ``/socket/websocket``.
 
-Tornado answers the HTTP request and checks it (the serializer chosen by ``?vsn=``, the
-upgrade headers, the origin, then the app's ``Socket.connect``: token auth by default); then the connection leaves Tornado: its socket goes to an asyncio
-``Protocol`` (``WebSocket``) that speaks RFC 6455 through the sans-I/O ``rfc6455`` module. A
-Tornado ``WebSocketHandler`` would keep its request, headers, HTTP connection, stream buffers
-and a read coroutine alive for the socket's whole life; an idle socket here is a slotted
-protocol object and asyncio's transport, so a node holds many idle sockets cheaply.
+The node's listener (server/listener.py) reads the opening request and gives it to the path's
+``WebSocketUpgrade``, which checks it (the upgrade headers, the origin, then for Phoenix the
+serializer chosen by ``?vsn=`` and the app's ``Socket.connect``: token auth by default) and
+answers it; the socket then goes to an asyncio ``Protocol`` (``WebSocket``) that speaks RFC
+6455 through the sans-I/O ``rfc6455`` module. A Tornado ``WebSocketHandler`` would keep its
+request, headers, HTTP connection, stream buffers and a read coroutine alive for the socket's
+whole life; an idle socket here is a slotted protocol object and asyncio's transport, so a node
+holds many idle sockets cheaply.
 
 It only moves frames: what the messages mean is its ``MessageHandler``'s (``PhoenixSocket``
 here; tests/autobahn runs the conformance suite against an echo). What it adds is what a
@@ -23,16 +25,16 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Hashable
-from typing import Protocol, cast
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-import tornado.web
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.escape import parse_qs_bytes
 
+from ..http1 import Head, answer_and_close
 from ..metrics import Counts
 from ..pubsub import PubSub
 from ..settings import Endpoint
-from ..weblog import RedactingHandler
+from ..weblog import log_access
 from . import rfc6455, rfc7692
 from .channel import PresenceTracker
 from .connect import ConnectInfo, ConnectRefused, Socket, read_only_assigns
@@ -47,7 +49,7 @@ from .rfc6455 import (
     pong_frame,
     text_frame,
 )
-from .serializer import Serializer, for_vsn
+from .serializer import for_vsn
 from .socket import PhoenixSocket, Router
 
 log = logging.getLogger("gossipy.socket")
@@ -389,119 +391,132 @@ class DeflateWebSocket(WebSocket):
                          rfc7692.Inflater(agreement.client_context_takeover).inflate)
 
 
-class WebSocketUpgrade(RedactingHandler):
-    """The opening handshake (RFC 6455 4.2): checks the request, agrees on permessage-deflate
-    when ``endpoint.compress`` is on, answers 101 and hands the connection to a ``WebSocket``.
-    A subclass says what handles the messages, and may refuse the request first (``admit``)."""
+class UpgradeRequest(NamedTuple):
+    """An opening request the listener read (server/listener.py): its head, the client's
+    address, and when the head was complete."""
 
-    endpoint: Endpoint
-    registry: SocketRegistry
+    head: Head
+    peer: str
+    started: float  # time.monotonic()
 
-    def admit(self, peer: str) -> Callable[[WebSocket], MessageHandler] | None:
-        """Called once the request is a valid upgrade: what makes the connection's handler, or
-        None after refusing the request (``refuse``)."""
+
+class Refusal(Exception):
+    """An upgrade turned away: HTTP ``status`` with ``text`` and ``headers``."""
+
+    def __init__(self, status: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.headers = headers
+
+
+class WebSocketUpgrade:
+    """The opening handshake of one path (RFC 6455 4.2): checks the request, agrees on
+    permessage-deflate when ``endpoint.compress`` is on, answers 101 and hands the connection
+    to a ``WebSocket``. A subclass says what handles the messages, and may refuse the request
+    first (``admit``)."""
+
+    def __init__(self, endpoint: Endpoint, registry: SocketRegistry) -> None:
+        self.endpoint = endpoint
+        self.registry = registry
+
+    def admit(self, request: UpgradeRequest) -> Callable[[WebSocket], MessageHandler]:
+        """Called once the request is a valid upgrade: what makes the connection's handler.
+        Raises ``Refusal`` to turn the request away."""
         raise NotImplementedError
 
-    async def get(self) -> None:
-        headers = self.request.headers
-        if headers.get("Upgrade", "").lower() != "websocket":
-            self.refuse(400, 'Can "Upgrade" only to "WebSocket".')
-            return
-        if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
-            self.refuse(400, '"Connection" must be "Upgrade".')
-            return
-        origin = headers.get("Origin")
-        if origin is not None and not origin_allowed(self.endpoint.check_origin, origin, self.request.host):
-            log.warning("refusing websocket from %s: origin %r not allowed for host %r (check_origin)",
-                        self.request.remote_ip, origin, self.request.host)
-            self.refuse(403, "Cross origin websockets not allowed")
-            return
-        if headers.get("Sec-WebSocket-Version") != "13":
-            self.set_header("Sec-WebSocket-Version", "13")
-            self.refuse(426, "websocket version 13 only")
-            return
-        key = headers.get("Sec-WebSocket-Key", "")
-        if not _valid_key(key):
-            self.refuse(400, "missing or invalid Sec-WebSocket-Key")
-            return
-        peer = self.request.remote_ip or "unknown"
-        new_handler = self.admit(peer)
-        if new_handler is None:
+    def upgrade(self, request: UpgradeRequest, sock: socket.socket, early: bytes) -> None:
+        """Answers ``request``, read from ``sock`` with ``early``, the bytes the client sent
+        after it (a conforming client waits for the 101, but nothing it sent may be lost)."""
+        try:
+            key = self._check(request)
+            new_handler = self.admit(request)
+        except Refusal as refusal:
+            log_access(refusal.status, request.head.method, request.head.target, request.peer,
+                       time.monotonic() - request.started)
+            answer_and_close(sock, refusal.status, refusal.text, refusal.headers)
             return
         agreement = None
         if self.endpoint.compress:
-            agreement = rfc7692.negotiate(",".join(headers.get_list("Sec-WebSocket-Extensions")))
+            agreement = rfc7692.negotiate(",".join(request.head.headers.get_list("Sec-WebSocket-Extensions")))
         extension = "" if agreement is None else f"Sec-WebSocket-Extensions: {agreement.response}\r\n"
         response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n{extension}\r\n").encode("ascii")
-        self.set_status(101)
-        self.application.log_request(self)  # Tornado's access line, as for any other request
-        taken = _take_socket(self.detach(), peer)
-        if taken is None:
-            return
-        sock, early = taken
+        log_access(101, request.head.method, request.head.target, request.peer, time.monotonic() - request.started)
+        peer = request.peer
         websocket = (WebSocket(self.registry, self.endpoint, peer, (response, early), new_handler) if agreement is None
                      else DeflateWebSocket(self.registry, self.endpoint, peer, (response, early), new_handler, agreement))
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
-        except OSError as exc:
-            log.warning("dropping websocket from %s: %s", peer, exc)
-            sock.close()
-        except BaseException:
-            sock.close()
-            raise
+        asyncio.ensure_future(_hand_over(websocket, sock))
 
-    def refuse(self, status: int, text: str) -> None:
-        self.set_status(status)
-        self.finish(text + "\n")
+    def _check(self, request: UpgradeRequest) -> str:
+        """The request's Sec-WebSocket-Key, once it passed the checks of RFC 6455 4.2.1 and
+        the origin check; else ``Refusal``."""
+        head = request.head
+        headers = head.headers
+        if head.method != "GET":
+            raise Refusal(405, "a websocket upgrade is a GET request", (("Allow", "GET"),))
+        if headers.get("Upgrade", "").lower() != "websocket":
+            raise Refusal(400, 'Can "Upgrade" only to "WebSocket".')
+        if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
+            raise Refusal(400, '"Connection" must be "Upgrade".')
+        origin = headers.get("Origin")
+        host = headers.get("Host", "")
+        if origin is not None and not origin_allowed(self.endpoint.check_origin, origin, host):
+            log.warning("refusing websocket from %s: origin %r not allowed for host %r (check_origin)",
+                        request.peer, origin, host)
+            raise Refusal(403, "Cross origin websockets not allowed")
+        if headers.get("Sec-WebSocket-Version") != "13":
+            raise Refusal(426, "websocket version 13 only", (("Sec-WebSocket-Version", "13"),))
+        key = headers.get("Sec-WebSocket-Key", "")
+        if not _valid_key(key):
+            raise Refusal(400, "missing or invalid Sec-WebSocket-Key")
+        return key
 
 
-class UpgradeHandler(WebSocketUpgrade):
+async def _hand_over(websocket: WebSocket, sock: socket.socket) -> None:
+    try:
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: websocket, sock)
+    except OSError as exc:
+        log.warning("dropping websocket from %s: %s", websocket.peer, exc)
+        sock.close()
+    except BaseException:
+        sock.close()
+        raise
+
+
+class PhoenixUpgrade(WebSocketUpgrade):
     """``/socket/websocket``: the serializer chosen by ``?vsn=``, then the app's
     ``Socket.connect``; the messages go to a ``PhoenixSocket``."""
 
-    def initialize(self, router: Router, pubsub: PubSub, endpoint: Endpoint, registry: SocketRegistry,
-                   new_socket: Callable[[], Socket], presence: PresenceTracker | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, registry: SocketRegistry, router: Router, pubsub: PubSub,
+                 new_socket: Callable[[], Socket], presence: PresenceTracker | None = None) -> None:
+        super().__init__(endpoint, registry)
         self.router = router
         self.pubsub = pubsub
         self.presence = presence
-        self.endpoint = endpoint
-        self.registry = registry
         self.new_socket = new_socket
-        self.serializer: Serializer | None = None
 
-    async def get(self) -> None:
-        vsn = self.get_query_argument("vsn", None)
-        self.serializer = for_vsn(vsn)
-        if self.serializer is None:
-            log.warning("refusing websocket from %s: unknown vsn %r", self.request.remote_ip, vsn)
-            self.refuse(403, f"unsupported serializer version {vsn!r}")
-            return
-        await super().get()
-
-    def admit(self, peer: str) -> Callable[[WebSocket], MessageHandler] | None:
-        user_socket = self._connect(peer)
-        serializer = self.serializer
-        if user_socket is None or serializer is None:
-            return None
+    def admit(self, request: UpgradeRequest) -> Callable[[WebSocket], MessageHandler]:
+        peer = request.peer
+        params = _query_params(request)
+        vsn = params.get("vsn")
+        serializer = for_vsn(vsn)
+        if serializer is None:
+            log.warning("refusing websocket from %s: unknown vsn %r", peer, vsn)
+            raise Refusal(403, f"unsupported serializer version {vsn!r}")
+        user_socket = self._connect(params, request)
         return lambda websocket: PhoenixSocket(websocket, serializer, self.router, self.pubsub,
                                                self.endpoint.max_channels, peer, user_socket,
                                                presence=self.presence, counts=self.registry.counts)
 
-    def _connect(self, peer: str) -> Socket | None:
-        """The app's socket after its ``connect`` accepted the request; None once refused with
-        403 (400 for a query that is not UTF-8) and one log line (the reason: never the token,
-        which the access line redacts too)."""
-        try:
-            params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
-        except tornado.web.HTTPError:  # Tornado's "Invalid unicode": its message shows the value
-            log.warning("refusing websocket from %s: a query parameter is not UTF-8", peer)
-            self.refuse(400, "query parameters must be UTF-8")
-            return None
+    def _connect(self, params: dict[str, str], request: UpgradeRequest) -> Socket:
+        """The app's socket after its ``connect`` accepted the request; else ``Refusal`` (403),
+        after one log line (the reason: never the token, which the access line redacts too)."""
         user_socket = self.new_socket()
+        peer = request.peer
         try:
-            user_socket.connect(params, ConnectInfo(peer, self.request.headers))
-            # Checked here, before the 101: nothing after detach() may raise on the app's data.
+            user_socket.connect(params, ConnectInfo(peer, request.head.headers))
+            # Checked here, before the 101: nothing after it may raise on the app's data.
             user_socket.assigns = read_only_assigns(user_socket.assigns)
         except ConnectRefused as refusal:
             log.warning("refusing websocket from %s: %s", peer, refusal.reason)
@@ -509,8 +524,18 @@ class UpgradeHandler(WebSocketUpgrade):
             log.exception("refusing websocket from %s: %s.connect crashed", peer, type(user_socket).__name__)
         else:
             return user_socket
-        self.refuse(403, "connect refused")
-        return None
+        raise Refusal(403, "connect refused")
+
+
+def _query_params(request: UpgradeRequest) -> dict[str, str]:
+    """The query's parameters as Tornado's ``get_query_argument`` gives them (the last of a
+    repeated name, stripped); ``Refusal`` (400) for a value that is not UTF-8."""
+    try:
+        return {name: values[-1].decode("utf-8").strip()
+                for name, values in parse_qs_bytes(request.head.query, keep_blank_values=True).items()}
+    except UnicodeDecodeError:  # the value is not named: it may be a credential
+        log.warning("refusing websocket from %s: a query parameter is not UTF-8", request.peer)
+        raise Refusal(400, "query parameters must be UTF-8") from None
 
 
 def _valid_key(key: str) -> bool:
@@ -518,34 +543,3 @@ def _valid_key(key: str) -> bool:
         return len(binascii.a2b_base64(key.encode("ascii"), strict_mode=True)) == 16
     except (ValueError, UnicodeEncodeError):
         return False
-
-
-def _take_socket(stream: IOStream, peer: str) -> tuple[socket.socket, bytes] | None:
-    """The connection's socket, taken from Tornado, and any bytes the client sent after its
-    request that Tornado already read (a conforming client waits for the 101, but nothing it
-    sent may be lost). None if the client is gone, or no descriptor is left to take it with."""
-    try:
-        # Tornado annotates read_bytes as an Awaitable but documents and returns a Future, whose
-        # done() tells whether Tornado already held the bytes.
-        pending = cast("asyncio.Future[bytes]", stream.read_bytes(1 << 30, partial=True))
-    except StreamClosedError:
-        return None
-    early = b""
-    if pending.done():
-        try:
-            early = pending.result()
-        except StreamClosedError:
-            return None
-    if stream.closed():
-        return None
-    # A duplicate descriptor outlives the stream's close, which unregisters the original from
-    # the event loop and releases everything Tornado held for the connection.
-    try:
-        sock = stream.socket.dup()
-    except OSError as exc:  # EMFILE, ENFILE: the node is out of descriptors
-        log.warning("dropping websocket from %s: %s", peer, exc)
-        stream.close()
-        return None
-    stream.close()
-    return sock, early
-

@@ -1,6 +1,6 @@
 """An echo server made of gossipy's own websocket classes, for the Autobahn conformance suite.
 
-The upgrade (``WebSocketUpgrade``: the handshake's checks, permessage-deflate), the connection
+The listener and the upgrade (``WebSocketUpgrade``: the handshake's checks, permessage-deflate), the connection
 (``WebSocket``: the reader, the outbox, pings, closing) and the frames (``rfc6455``,
 ``rfc7692``) are the node's; only the message handler differs: each message goes back as it
 came, where the node's ``PhoenixSocket`` would decode it.
@@ -26,7 +26,14 @@ from tornado.netutil import bind_sockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from server.channels.websocket import MessageHandler, SocketRegistry, WebSocket, WebSocketUpgrade  # noqa: E402
+from server.channels.websocket import (  # noqa: E402
+    MessageHandler,
+    SocketRegistry,
+    UpgradeRequest,
+    WebSocket,
+    WebSocketUpgrade,
+)
+from server.listener import Listener  # noqa: E402
 from server.metrics import Counts  # noqa: E402
 from server.settings import Endpoint  # noqa: E402
 
@@ -47,20 +54,17 @@ class Echo:
 
 
 class EchoUpgrade(WebSocketUpgrade):
-    def initialize(self, endpoint: Endpoint, registry: SocketRegistry) -> None:
-        self.endpoint = endpoint
-        self.registry = registry
-
-    def admit(self, peer: str) -> Callable[[WebSocket], MessageHandler]:
+    def admit(self, request: UpgradeRequest) -> Callable[[WebSocket], MessageHandler]:
         return Echo
 
 
 async def serve(endpoint: Endpoint) -> None:
     registry = SocketRegistry(endpoint.server_timeout, Counts())
-    application = tornado.web.Application([(r"/.*", EchoUpgrade, dict(endpoint=endpoint, registry=registry))])
-    server = HTTPServer(application)
+    # Autobahn's fuzzingclient opens every case's websocket at "/"; its other requests get 404.
+    listener = Listener(HTTPServer(tornado.web.Application()), {"/": EchoUpgrade(endpoint, registry)},
+                        lambda: True, endpoint.server_timeout)
     listening = bind_sockets(0, "127.0.0.1")
-    server.add_sockets(listening)
+    listener.add_sockets(listening)
     print(f"listening on {listening[0].getsockname()[1]}", flush=True)
     await asyncio.Event().wait()
 
