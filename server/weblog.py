@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import TypeAlias
 
 import tornado.web
 from tornado.log import access_log, app_log, gen_log
 
 from .auth import redact_uri
+
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 class RedactingHandler(tornado.web.RequestHandler):
@@ -26,13 +29,20 @@ class RedactingHandler(tornado.web.RequestHandler):
     def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
                       tb: TracebackType | None) -> None:
         request = self.request
-        summary = f"{request.method} {redact_uri(request.uri or '')} ({request.remote_ip})"
         if isinstance(value, tornado.web.HTTPError):
             message = value.get_message()
             if message:
-                gen_log.warning("%d %s: %s", value.status_code, summary, message)
+                gen_log.warning("%d %s %s (%s): %s", value.status_code, request.method, redact_uri(request.uri or ""),
+                                request.remote_ip, message)
         else:
-            app_log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))  # type: ignore[arg-type]
+            log_uncaught(request.method or "", request.uri or "", request.remote_ip or "",
+                         (typ, value, tb))  # type: ignore[arg-type]
+
+
+def log_uncaught(method: str, uri: str, peer: str, exc_info: ExcInfo | None = None) -> None:
+    """Tornado's line for an exception that failed a request (by default the one being
+    handled), the URI redacted."""
+    app_log.error("Uncaught exception %s %s (%s)", method, redact_uri(uri), peer, exc_info=exc_info or True)
 
 
 def log_access(status: int, method: str, uri: str, peer: str, seconds: float, level: int | None = None) -> None:

@@ -34,7 +34,7 @@ from ..http1 import Head, answer_and_close
 from ..metrics import Counts
 from ..pubsub import PubSub
 from ..settings import Endpoint
-from ..weblog import log_access
+from ..weblog import log_access, log_uncaught
 from . import rfc6455, rfc7692
 from .channel import PresenceTracker
 from .connect import ConnectInfo, ConnectRefused, Socket, read_only_assigns
@@ -428,25 +428,37 @@ class WebSocketUpgrade:
     def upgrade(self, request: UpgradeRequest, sock: socket.socket, early: bytes) -> None:
         """Answers ``request``, read from ``sock`` with ``early``, the bytes the client sent
         after it (a conforming client waits for the 101, but nothing it sent may be lost)."""
+        head = request.head
         try:
-            key = self._check(request)
-            new_handler = self.admit(request)
+            websocket = self._accept(request, early)
         except Refusal as refusal:
-            log_access(refusal.status, request.head.method, request.head.target, request.peer,
-                       time.monotonic() - request.started)
-            answer_and_close(sock, refusal.status, refusal.text, refusal.headers)
+            status, text, headers = refusal.status, refusal.text, refusal.headers
+        except Exception:
+            # A bug in the app's socket class, say: this request fails, the node goes on.
+            log_uncaught(head.method, head.target, request.peer)
+            status, text, headers = 500, "internal server error", ()
+        else:
+            log_access(101, head.method, head.target, request.peer, time.monotonic() - request.started)
+            asyncio.ensure_future(_hand_over(websocket, sock))
             return
+        log_access(status, head.method, head.target, request.peer, time.monotonic() - request.started)
+        answer_and_close(sock, status, text, headers)
+
+    def _accept(self, request: UpgradeRequest, early: bytes) -> WebSocket:
+        """The connection's ``WebSocket``, holding the 101 to write first; ``Refusal`` if the
+        request may not be upgraded."""
+        key = self._check(request)
+        new_handler = self.admit(request)
         agreement = None
         if self.endpoint.compress:
             agreement = rfc7692.negotiate(",".join(request.head.headers.get_list("Sec-WebSocket-Extensions")))
         extension = "" if agreement is None else f"Sec-WebSocket-Extensions: {agreement.response}\r\n"
         response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n{extension}\r\n").encode("ascii")
-        log_access(101, request.head.method, request.head.target, request.peer, time.monotonic() - request.started)
-        peer = request.peer
-        websocket = (WebSocket(self.registry, self.endpoint, peer, (response, early), new_handler) if agreement is None
-                     else DeflateWebSocket(self.registry, self.endpoint, peer, (response, early), new_handler, agreement))
-        asyncio.ensure_future(_hand_over(websocket, sock))
+        handover = (response, early)
+        if agreement is None:
+            return WebSocket(self.registry, self.endpoint, request.peer, handover, new_handler)
+        return DeflateWebSocket(self.registry, self.endpoint, request.peer, handover, new_handler, agreement)
 
     def _check(self, request: UpgradeRequest) -> str:
         """The request's Sec-WebSocket-Key, once it passed the checks of RFC 6455 4.2.1 and
