@@ -339,9 +339,12 @@ class Scale:
         alive = all(n.proc.alive() for n in system.nodes[:2])
         rejoin = sorted(x for s in states for x in s["rejoin_ms"])
         tries: dict[str, int] = {}
+        failed_tries: dict[str, int] = {}
         for s in states:
             for k, v in s["tries"].items():
                 tries[k] = tries.get(k, 0) + v
+            for k, v in s["failed_tries"].items():
+                failed_tries[k] = failed_tries.get(k, 0) + v
         last = max((s["last_rejoined"] for s in states if s["rejoined"]), default=None)
         record = {
             "part": "storm", "source": label, "clients": connected["joined"], "victims": expected,
@@ -349,6 +352,7 @@ class Scale:
             "all_rejoined_s": round((last - killed) / 1000, 3) if last and back >= lost >= expected else None,
             "rejoin_p50_ms": round(quantile(rejoin, 0.5) or 0, 1), "rejoin_p99_ms": round(quantile(rejoin, 0.99) or 0, 1),
             "tries": dict(sorted(tries.items(), key=lambda kv: int(kv[0]))),
+            "failed_tries": dict(sorted(failed_tries.items(), key=lambda kv: -kv[1])),
             "survivors_alive": alive,
             "rss_mb_survivors": {k: round(v / 2**20, 1) for k, v in system.rss_bytes().items()},
             "checked": {k: checked.get(k) for k in ("shouts", "expected", "delivered", "lost", "duplicates",

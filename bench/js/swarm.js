@@ -28,6 +28,7 @@ let topic = 'room:scale';
 let jitter = null;          // null: a lost connection stays lost; else backoff × (1 + jitter × U[0,1))
 let heartbeatTimer = null;
 const watches = new Map();  // event -> Map(payload id -> {seen, dup, times})
+const failedTries = new Map();  // why a comeback's try failed -> how many did
 
 const now = () => performance.timeOrigin + performance.now();
 function log(...args) { process.stderr.write(`[swarm] ${args.join(' ')}\n`); }
@@ -64,6 +65,9 @@ class Client extends PhoenixClient {
         this.rejoinedAt = now();
         this.maxTries = Math.max(this.maxTries, this.tries + 1);
       } else {
+        const why = this.lastError || this.failure || 'unknown';
+        failedTries.set(why, (failedTries.get(why) || 0) + 1);
+        this.lastError = null;
         this.tries += 1;
         this.retry();
       }
@@ -127,7 +131,7 @@ function cmdStorm() {
   for (const c of back) byUrl[c.url] = (byUrl[c.url] || 0) + 1;
   return { lost: lost.length, rejoined: back.length, first_lost: lost.reduce((t, c) => Math.min(t, c.lostAt), Infinity),
            last_rejoined: back.reduce((t, c) => Math.max(t, c.rejoinedAt), 0), rejoin_ms: back.map((c) => c.rejoinedAt - c.lostAt),
-           tries, rejoined_on: byUrl, joined: countJoined() };
+           tries, rejoined_on: byUrl, joined: countJoined(), failed_tries: Object.fromEntries(failedTries) };
 }
 
 function countJoined() { return clients.reduce((n, c) => n + (c.state === 'joined' ? 1 : 0), 0); }
