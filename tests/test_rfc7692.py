@@ -27,23 +27,40 @@ CHAT = json.dumps([None, None, "room:lobby", "history", {"messages": [
 # ---- negotiation ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("header", "expected"), [
-    ("permessage-deflate", Agreement(BASE, 15, True)),
-    ("permessage-deflate; client_max_window_bits", Agreement(BASE, 15, True)),  # Chrome's offer
-    ("permessage-deflate; client_max_window_bits=10", Agreement(BASE, 15, True)),
-    ("permessage-deflate; server_no_context_takeover", Agreement(BASE, 15, True)),
-    ("permessage-deflate; client_no_context_takeover", Agreement(BASE + "; client_no_context_takeover", 15, False)),
-    ("permessage-deflate; server_max_window_bits=10", Agreement(BASE + "; server_max_window_bits=10", 10, True)),
-    ("permessage-deflate; server_max_window_bits=8", Agreement(BASE + "; server_max_window_bits=8", 8, True)),
-    ('permessage-deflate; server_max_window_bits="9"', Agreement(BASE + "; server_max_window_bits=9", 9, True)),
-    ("PerMessage-Deflate ;  Client_No_Context_Takeover ", Agreement(BASE + "; client_no_context_takeover", 15, False)),
-    ("x-webkit-deflate-frame, permessage-deflate", Agreement(BASE, 15, True)),
+    ("permessage-deflate", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; client_max_window_bits", Agreement(BASE, 15, True, False)),  # Chrome's offer
+    ("permessage-deflate; client_max_window_bits=10", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; server_no_context_takeover", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; client_no_context_takeover", Agreement(BASE + "; client_no_context_takeover", 15, False, False)),
+    ("permessage-deflate; server_max_window_bits=10", Agreement(BASE + "; server_max_window_bits=10", 10, True, False)),
+    ("permessage-deflate; server_max_window_bits=8", Agreement(BASE + "; server_max_window_bits=8", 8, True, False)),
+    ('permessage-deflate; server_max_window_bits="9"', Agreement(BASE + "; server_max_window_bits=9", 9, True, False)),
+    ("PerMessage-Deflate ;  Client_No_Context_Takeover ", Agreement(BASE + "; client_no_context_takeover", 15, False, False)),
+    ("x-webkit-deflate-frame, permessage-deflate", Agreement(BASE, 15, True, False)),
     # a declined offer, then one that is accepted: the first acceptable one wins
     ("permessage-deflate; server_max_window_bits=7, permessage-deflate; client_no_context_takeover",
-     Agreement(BASE + "; client_no_context_takeover", 15, False)),
-    ('permessage-deflate; foo="a,b", permessage-deflate', Agreement(BASE, 15, True)),
+     Agreement(BASE + "; client_no_context_takeover", 15, False, False)),
+    ('permessage-deflate; foo="a,b", permessage-deflate', Agreement(BASE, 15, True, False)),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_accepted_offers(header: str, expected: Agreement) -> None:
-    assert negotiate(header) == expected
+    assert negotiate(header, context_takeover=False) == expected
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("permessage-deflate", Agreement("permessage-deflate", 15, True, True)),
+    ("permessage-deflate; client_max_window_bits", Agreement("permessage-deflate", 15, True, True)),
+    ("permessage-deflate; client_no_context_takeover",
+     Agreement("permessage-deflate; client_no_context_takeover", 15, False, True)),
+    ("permessage-deflate; server_max_window_bits=10",
+     Agreement("permessage-deflate; server_max_window_bits=10", 10, True, True)),
+    # a client that asks the server to forget is obeyed (RFC 7692 7.1.1.1): each message alone
+    ("permessage-deflate; server_no_context_takeover", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; server_max_window_bits=9; server_no_context_takeover",
+     Agreement(BASE + "; server_max_window_bits=9", 9, True, False)),
+    ("permessage-deflate; server_max_window_bits=7, permessage-deflate", Agreement("permessage-deflate", 15, True, True)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_accepted_offers_with_context_takeover(header: str, expected: Agreement) -> None:
+    assert negotiate(header, context_takeover=True) == expected
 
 
 @pytest.mark.parametrize("header", [
@@ -59,7 +76,8 @@ def test_accepted_offers(header: str, expected: Agreement) -> None:
     "permessage-deflate;; =10", "permessage-deflate; a b",
 ])
 def test_declined_offers(header: str) -> None:
-    assert negotiate(header) is None
+    assert negotiate(header, context_takeover=False) is None
+    assert negotiate(header, context_takeover=True) is None
 
 
 # ---- the server's frames, read as a client reads them -------------------------------------------
