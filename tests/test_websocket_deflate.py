@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import struct
 import zlib
 from typing import Callable
 
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
+
+from bench.deflate import read_frame
 
 from support.phoenix_client import PhoenixClient, RawWebSocket, join_room, upgrade_request
 from support.server_process import ServerProcess
@@ -32,23 +33,6 @@ def deflate_socket(port: int, offer: str = "permessage-deflate; client_max_windo
     extensions = [line.split(":", 1)[1].strip() for line in head.decode().split("\r\n")
                   if line.lower().startswith("sec-websocket-extensions:")]
     return sock, extensions[0] if extensions else ""
-
-
-def read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            assert chunk, "closed"
-            data += chunk
-        return data
-    first, second = exactly(2)
-    length = second & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", exactly(2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", exactly(8))
-    return first, exactly(length)
 
 
 def test_off_by_default_the_offer_is_not_answered(node: ServerProcess) -> None:
