@@ -134,6 +134,8 @@ class Endpoint:
     drain_seconds: float = 2.0
     # permessage-deflate with clients that offer it (off, as in Phoenix): see README.
     compress: bool = False
+    # With compress: a compressor per socket, which remembers what it sent (see README).
+    deflate_context_takeover: bool = False
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,7 @@ RUNTIME_SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "shutdown_timeout": (_positive_number, "seconds, a positive number"),
         "drain_seconds": (_non_negative_number, "seconds, a number >= 0"),
         "compress": (_bool, "true or false"),
+        "deflate_context_takeover": (_bool, "true or false"),
     },
     "kernel": {
         "sync_nodes_optional": (_node_list, "a list of node names"),
@@ -668,6 +671,9 @@ def settings_from(data: Mapping[str, Any], environ: Mapping[str, str], doc: Docu
     if isinstance(endpoint_data.get("check_origin"), list):
         endpoint_data["check_origin"] = tuple(endpoint_data["check_origin"])
     endpoint = Endpoint(**endpoint_data)
+    if endpoint.deflate_context_takeover and not endpoint.compress:
+        raise SettingsError("endpoint.deflate_context_takeover: true is a way of compressing: "
+                            "it needs endpoint.compress: true")
 
     name, longnames = _resolve_node(node, environ)
     cookie_text = _cookie_text(node, environ)

@@ -12,8 +12,18 @@ import zlib
 
 import pytest
 
-from server.channels.rfc6455 import CloseCode, MessageReader, Opcode, ProtocolViolation
-from server.channels.rfc7692 import MIN_COMPRESSED, Agreement, Deflater, Inflater, deflater, negotiate
+from bench.deflate import chat_lines
+from server.channels.rfc6455 import CloseCode, MessageReader, Opcode, ProtocolViolation, binary_frame, text_frame
+from server.channels.rfc7692 import (
+    CONTEXT_WINDOW_BITS,
+    MIN_COMPRESSED,
+    Agreement,
+    ContextDeflater,
+    Deflater,
+    Inflater,
+    deflater,
+    negotiate,
+)
 
 from test_rfc6455 import client_frame, parse_server_frame
 
@@ -27,23 +37,40 @@ CHAT = json.dumps([None, None, "room:lobby", "history", {"messages": [
 # ---- negotiation ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("header", "expected"), [
-    ("permessage-deflate", Agreement(BASE, 15, True)),
-    ("permessage-deflate; client_max_window_bits", Agreement(BASE, 15, True)),  # Chrome's offer
-    ("permessage-deflate; client_max_window_bits=10", Agreement(BASE, 15, True)),
-    ("permessage-deflate; server_no_context_takeover", Agreement(BASE, 15, True)),
-    ("permessage-deflate; client_no_context_takeover", Agreement(BASE + "; client_no_context_takeover", 15, False)),
-    ("permessage-deflate; server_max_window_bits=10", Agreement(BASE + "; server_max_window_bits=10", 10, True)),
-    ("permessage-deflate; server_max_window_bits=8", Agreement(BASE + "; server_max_window_bits=8", 8, True)),
-    ('permessage-deflate; server_max_window_bits="9"', Agreement(BASE + "; server_max_window_bits=9", 9, True)),
-    ("PerMessage-Deflate ;  Client_No_Context_Takeover ", Agreement(BASE + "; client_no_context_takeover", 15, False)),
-    ("x-webkit-deflate-frame, permessage-deflate", Agreement(BASE, 15, True)),
+    ("permessage-deflate", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; client_max_window_bits", Agreement(BASE, 15, True, False)),  # Chrome's offer
+    ("permessage-deflate; client_max_window_bits=10", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; server_no_context_takeover", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; client_no_context_takeover", Agreement(BASE + "; client_no_context_takeover", 15, False, False)),
+    ("permessage-deflate; server_max_window_bits=10", Agreement(BASE + "; server_max_window_bits=10", 10, True, False)),
+    ("permessage-deflate; server_max_window_bits=8", Agreement(BASE + "; server_max_window_bits=8", 8, True, False)),
+    ('permessage-deflate; server_max_window_bits="9"', Agreement(BASE + "; server_max_window_bits=9", 9, True, False)),
+    ("PerMessage-Deflate ;  Client_No_Context_Takeover ", Agreement(BASE + "; client_no_context_takeover", 15, False, False)),
+    ("x-webkit-deflate-frame, permessage-deflate", Agreement(BASE, 15, True, False)),
     # a declined offer, then one that is accepted: the first acceptable one wins
     ("permessage-deflate; server_max_window_bits=7, permessage-deflate; client_no_context_takeover",
-     Agreement(BASE + "; client_no_context_takeover", 15, False)),
-    ('permessage-deflate; foo="a,b", permessage-deflate', Agreement(BASE, 15, True)),
+     Agreement(BASE + "; client_no_context_takeover", 15, False, False)),
+    ('permessage-deflate; foo="a,b", permessage-deflate', Agreement(BASE, 15, True, False)),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_accepted_offers(header: str, expected: Agreement) -> None:
-    assert negotiate(header) == expected
+    assert negotiate(header, context_takeover=False) == expected
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("permessage-deflate", Agreement("permessage-deflate", 15, True, True)),
+    ("permessage-deflate; client_max_window_bits", Agreement("permessage-deflate", 15, True, True)),
+    ("permessage-deflate; client_no_context_takeover",
+     Agreement("permessage-deflate; client_no_context_takeover", 15, False, True)),
+    ("permessage-deflate; server_max_window_bits=10",
+     Agreement("permessage-deflate; server_max_window_bits=10", 10, True, True)),
+    # a client that asks the server to forget is obeyed (RFC 7692 7.1.1.1): each message alone
+    ("permessage-deflate; server_no_context_takeover", Agreement(BASE, 15, True, False)),
+    ("permessage-deflate; server_max_window_bits=9; server_no_context_takeover",
+     Agreement(BASE + "; server_max_window_bits=9", 9, True, False)),
+    ("permessage-deflate; server_max_window_bits=7, permessage-deflate", Agreement("permessage-deflate", 15, True, True)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_accepted_offers_with_context_takeover(header: str, expected: Agreement) -> None:
+    assert negotiate(header, context_takeover=True) == expected
 
 
 @pytest.mark.parametrize("header", [
@@ -59,7 +86,8 @@ def test_accepted_offers(header: str, expected: Agreement) -> None:
     "permessage-deflate;; =10", "permessage-deflate; a b",
 ])
 def test_declined_offers(header: str) -> None:
-    assert negotiate(header) is None
+    assert negotiate(header, context_takeover=False) is None
+    assert negotiate(header, context_takeover=True) is None
 
 
 # ---- the server's frames, read as a client reads them -------------------------------------------
@@ -110,6 +138,88 @@ def test_the_window_a_client_asked_for_is_kept(window_bits: int) -> None:
     (256 bytes), which zlib cannot compress with, included."""
     text = "".join(f"{i % 97:02d}{'abcdefghij'[i % 10] * (i % 7)}|" for i in range(3000))  # far and near repeats
     assert client_inflate(Deflater(window_bits).text_frame(text), window_bits)[1] == text.encode()
+
+
+# ---- a compressor per socket (context takeover) ---------------------------------------------------
+
+def client_reads(frames: list[bytes], window_bits: int = 15) -> list[bytes]:
+    """What a client that agreed on the server's context takeover reads from ``frames``: one
+    decompressor for every compressed message, in order; a plain one as it is."""
+    inflater = zlib.decompressobj(-window_bits)
+    messages = []
+    for frame in frames:
+        first, payload, rest = parse_server_frame(frame)
+        assert rest == b"" and first & 0x80
+        messages.append(inflater.decompress(payload + TAIL) if first & 0x40 else payload)
+    return messages
+
+
+def test_every_message_refers_back_and_reads_back_in_order() -> None:
+    """Chat lines, short replies and an empty message, each compressed (RSV1) but the empty
+    one: read back by one decompressor kept across them, and a chat line ~3x smaller."""
+    lines = chat_lines(200)
+    texts = [text for n, line in enumerate(lines) for text in
+             (line, f'[null,"{n}","phoenix","phx_reply",{{"status":"ok","response":{{}}}}]')] + [""]
+    compressor = ContextDeflater(15)
+    frames = [compressor.compress_frame(text_frame(text)) for text in texts]
+    assert client_reads(frames) == [text.encode() for text in texts]
+    assert [bool(frame[0] & 0x40) for frame in frames] == [True] * (len(texts) - 1) + [False]
+    chat = frames[2::2][-100:]
+    assert sum(len(text_frame(text)) for text in lines[-100:]) > 3 * sum(map(len, chat))
+
+
+def test_one_plain_frame_serves_every_socket_whatever_each_sent_before() -> None:
+    """Broadcasts prepared once, plain, and compressed by each socket's own compressor, between
+    replies only one socket gets (a: every other broadcast, b: every third, c: none): each
+    client reads its own sequence."""
+    lines = chat_lines(50)
+    broadcasts = [text_frame(line) for line in lines]
+    sockets = {every: (ContextDeflater(15), [], []) for every in (2, 3, 0)}
+    for n, (line, broadcast) in enumerate(zip(lines, broadcasts, strict=True)):
+        for every, (compressor, frames, texts) in sockets.items():
+            if every and n % every == 0:
+                reply = f'[null,"{n}","room:lobby","phx_reply",{{"status":"ok","response":{{"every":{every}}}}}]'
+                frames.append(compressor.compress_frame(text_frame(reply)))
+                texts.append(reply.encode())
+            frames.append(compressor.compress_frame(broadcast))
+            texts.append(line.encode())
+    for _, frames, texts in sockets.values():
+        assert client_reads(frames) == texts
+    assert len({b"".join(frames) for _, frames, _ in sockets.values()}) == 3
+
+
+def test_binary_and_long_messages_too() -> None:
+    compressor = ContextDeflater(15)
+    data = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length
+    frames = [compressor.compress_frame(binary_frame(data)), compressor.compress_frame(text_frame(CHAT)),
+              compressor.compress_frame(binary_frame(data))]
+    assert frames[0][0] == 0x80 | 0x40 | Opcode.BINARY and frames[1][0] == 0x80 | 0x40 | Opcode.TEXT
+    assert client_reads(frames) == [data, CHAT.encode(), data]
+
+
+def test_a_message_that_would_not_shrink_is_compressed_all_the_same() -> None:
+    """Sent plain, it would leave the client's context behind the compressor's. It grows by
+    5 bytes per block of 256 symbols (memLevel 2): ~2 %."""
+    compressor = ContextDeflater(15)
+    data = os.urandom(4096)
+    frames = [compressor.compress_frame(binary_frame(data)), compressor.compress_frame(text_frame(CHAT))]
+    assert frames[0][0] & 0x40 and len(frames[0]) < len(data) * 1.03
+    assert client_reads(frames) == [data, CHAT.encode()]
+
+
+@pytest.mark.parametrize("window_bits", range(8, 16))
+def test_a_client_keeping_only_the_window_it_asked_for_reads_every_message(window_bits: int) -> None:
+    """References never reach further back than the window agreed on: a long conversation
+    read with exactly that window; 8 bits included, compressed with 9 (zlib's smallest)."""
+    rng = random.Random(window_bits)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randrange(3, 12))) for _ in range(400)]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randrange(1, 200))) for _ in range(150)]
+    compressor = ContextDeflater(window_bits)
+    frames = [compressor.compress_frame(text_frame(text)) for text in texts]
+    assert client_reads(frames, window_bits) == [text.encode() for text in texts]
+    if window_bits > CONTEXT_WINDOW_BITS:  # a compressor may use less window than agreed
+        with pytest.raises(zlib.error):
+            client_reads(frames, CONTEXT_WINDOW_BITS - 1)
 
 
 # ---- inflating what a client sends --------------------------------------------------------------

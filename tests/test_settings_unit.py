@@ -52,6 +52,8 @@ CASES = [
      "endpoint.server_timeout", "expected seconds, a positive number, got 'soon'"),
     ("max_frame_size zero", "  port: 4000\n", "  port: 4000\n  max_frame_size: 0  # HERE\n",
      "endpoint.max_frame_size", "expected bytes, a positive integer"),
+    ("deflate_context_takeover type", "  port: 4000\n", "  port: 4000\n  deflate_context_takeover: yes please  # HERE\n",
+     "endpoint.deflate_context_takeover", "expected true or false"),
     ("dist_port type", "  dist_port: 4370\n", "  dist_port: 4370x  # HERE\n", "node.dist_port",
      "expected a TCP port number"),
     ("sname type", "  dist_port: 4370\n", "  dist_port: 4370\n  sname: 5  # HERE\n", "node.sname",
@@ -360,3 +362,11 @@ def test_workers_of_a_node_with_no_name_form_a_cluster_on_loopback_under_the_sup
 def test_workers_that_cannot_work_are_refused(data: dict[str, dict[str, object]], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         settings.settings_from(data, {"GOSSIPY_WORKER": "1"})
+
+
+def test_deflate_context_takeover_is_a_way_of_compressing() -> None:
+    on = {"compress": True, "deflate_context_takeover": True}
+    assert settings.settings_from({"endpoint": on}, {}).endpoint.deflate_context_takeover
+    assert not settings.settings_from({"endpoint": {"compress": True}}, {}).endpoint.deflate_context_takeover
+    with pytest.raises(SettingsError, match="endpoint.deflate_context_takeover: true .* needs endpoint.compress: true"):
+        settings.settings_from({"endpoint": {"deflate_context_takeover": True}}, {})

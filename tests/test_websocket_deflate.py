@@ -7,17 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import struct
 import zlib
 from typing import Callable
 
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from bench.deflate import chat_payloads, read_frame
+from server.channels.rfc6455 import text_frame
+
 from support.phoenix_client import PhoenixClient, RawWebSocket, join_room, upgrade_request
 from support.server_process import ServerProcess
 
 LONG = "a message long enough to be worth compressing, " * 10
+CONTEXT = {"compress": True, "deflate_context_takeover": True}
 
 
 def deflate_socket(port: int, offer: str = "permessage-deflate; client_max_window_bits") -> tuple[socket.socket, str]:
@@ -32,23 +35,6 @@ def deflate_socket(port: int, offer: str = "permessage-deflate; client_max_windo
     extensions = [line.split(":", 1)[1].strip() for line in head.decode().split("\r\n")
                   if line.lower().startswith("sec-websocket-extensions:")]
     return sock, extensions[0] if extensions else ""
-
-
-def read_frame(sock: socket.socket) -> tuple[int, bytes]:
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            assert chunk, "closed"
-            data += chunk
-        return data
-    first, second = exactly(2)
-    length = second & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", exactly(2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", exactly(8))
-    return first, exactly(length)
 
 
 def test_off_by_default_the_offer_is_not_answered(node: ServerProcess) -> None:
@@ -80,14 +66,92 @@ async def test_a_broadcast_reaches_compressing_and_plain_clients(start_node: Cal
 
 async def test_a_client_compressing_with_context_takeover_is_understood(start_node: Callable[..., ServerProcess]) -> None:
     node = start_node(endpoint={"compress": True})
-    request = HTTPRequest(f"ws://127.0.0.1:{node.port}/socket/websocket?vsn=2.0.0")
-    # Tornado's client offers permessage-deflate, compresses every message and keeps its context.
-    conn = await asyncio.wait_for(websocket_connect(request, compression_options={}), 5)
-    assert conn.headers["Sec-WebSocket-Extensions"] == "permessage-deflate; server_no_context_takeover"
-    client = PhoenixClient(conn, "2.0.0")
+    # Tornado's client compresses every message and keeps its context.
+    client = await tornado_deflate_client(node.port, "permessage-deflate; server_no_context_takeover")
     await client.join("room:1")
     for n in range(3):  # the later shouts refer back into the earlier ones
         await client.push("room:1", "shout", {"message": f"{n} {LONG}"})
         assert (await client.receive_until(lambda f: f.event == "shout")).payload == {"message": f"{n} {LONG}"}
     client.close()
     node.assert_clean()
+
+
+async def test_with_context_takeover_chat_lines_are_3x_smaller_and_read_back(
+        start_node: Callable[..., ServerProcess]) -> None:
+    """A raw client inflating every compressed frame with one decompressor, as it agreed to: the
+    join's reply, presence's push and diffs, 100 chat lines, a heartbeat's reply and a pong in
+    between (a control frame: never compressed), in the order the node wrote them."""
+    node = start_node(endpoint=CONTEXT)
+    sock, extensions = deflate_socket(node.port)
+    assert extensions == "permessage-deflate"
+    raw = RawWebSocket(sock)
+    raw.send_text('["1","1","room:1","phx_join",{"name":"raw"}]')
+    tornado_client = await tornado_deflate_client(node.port, "permessage-deflate")
+    await tornado_client.join("room:1", {"name": "tornado"})
+    plain = await join_room(node, "2.0.0")
+    payloads = chat_payloads(100)
+    for n, payload in enumerate(payloads):
+        await plain.push("room:1", "shout", payload)
+        if n == 50:
+            raw.send_text('[null,"hb","phoenix","heartbeat",{}]')
+            raw.send_frame(0x9, b"ping")
+
+    inflater = zlib.decompressobj(-15)
+    messages: list[list[object]] = []
+    shout_bytes = plain_bytes = 0
+    pong = None
+    while sum(m[3] == "shout" for m in messages) < len(payloads):
+        first, payload = read_frame(sock)
+        if first & 0x0F == 0xA:
+            assert first == 0x8A  # no RSV1
+            pong = payload
+            continue
+        assert first == 0xC1, hex(first)  # every message compressed, the shortest too
+        text = inflater.decompress(payload + b"\x00\x00\xff\xff")
+        messages.append(json.loads(text))
+        if messages[-1][3] == "shout":
+            shout_bytes += 2 + len(payload)
+            plain_bytes += len(text_frame(text.decode()))
+    assert pong == b"ping"
+    events = [m[3] for m in messages]
+    assert events[:2] == ["phx_reply", "presence_state"] and "presence_diff" in events
+    assert ["hb", "phx_reply", {"status": "ok", "response": {}}] in [[m[1], m[3], m[4]] for m in messages]
+    assert [m[4] for m in messages if m[3] == "shout"] == payloads
+    assert plain_bytes > 3 * shout_bytes, (plain_bytes, shout_bytes)
+    for payload in payloads:  # Tornado's client keeps the server's context too
+        assert (await tornado_client.receive_until(lambda f: f.event == "shout")).payload == payload
+    for client in (tornado_client, plain):
+        client.close()
+    sock.close()
+    node.assert_clean()
+
+
+async def test_with_context_takeover_a_client_may_still_ask_for_each_message_alone(
+        start_node: Callable[..., ServerProcess]) -> None:
+    """RFC 7692 7.1.1.1: its offer's server_no_context_takeover is honoured; what it gets is
+    the shared way's: short messages plain, long ones compressed alone."""
+    node = start_node(endpoint=CONTEXT)
+    sock, extensions = deflate_socket(node.port, "permessage-deflate; server_no_context_takeover")
+    assert extensions == "permessage-deflate; server_no_context_takeover"
+    raw = RawWebSocket(sock)
+    raw.send_text('["1","1","room:1","phx_join",{}]')
+    assert read_frame(sock)[0] == 0x81
+    plain = await join_room(node, "2.0.0")
+    for _ in range(2):
+        await plain.push("room:1", "shout", {"message": LONG})
+        first, compressed = read_frame(sock)
+        assert first == 0xC1
+        # A fresh decompressor each time reads it: nothing refers to an earlier message.
+        assert json.loads(zlib.decompressobj(-15).decompress(compressed + b"\x00\x00\xff\xff"))[4] == {"message": LONG}
+    plain.close()
+    sock.close()
+    node.assert_clean()
+
+
+async def tornado_deflate_client(port: int, expected_extensions: str) -> PhoenixClient:
+    """Tornado's client, offering permessage-deflate (it compresses, and inflates keeping the
+    server's context unless the server said server_no_context_takeover)."""
+    request = HTTPRequest(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0")
+    conn = await asyncio.wait_for(websocket_connect(request, compression_options={}), 5)
+    assert conn.headers["Sec-WebSocket-Extensions"] == expected_extensions
+    return PhoenixClient(conn, "2.0.0")

@@ -104,6 +104,14 @@ def binary_frame(data: bytes) -> bytes:
     return _frame(_FINAL_BINARY, data)
 
 
+def frame_payload(frame: bytes) -> tuple[int, bytes]:
+    """The opcode and payload of a whole frame built here (a server's frames are unmasked): so
+    a frame prepared once for many sockets can still be compressed by each (``rfc7692``). A
+    copy, not a memoryview: for a chat-sized frame, making the view costs more than copying."""
+    length = frame[1]
+    return frame[0] & 0x0F, frame[2:] if length < 126 else frame[4:] if length == 126 else frame[10:]
+
+
 def compressed_frame(opcode: int, compressed: bytes) -> bytes:
     """A complete frame of a message compressed by permessage-deflate (RSV1 set)."""
     return _frame(0x80 | _RSV1 | opcode, compressed)

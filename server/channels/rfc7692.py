@@ -1,12 +1,18 @@
 """permessage-deflate (RFC 7692), server side, without I/O: the negotiation, the compressed
 frames a server sends, and the inflating of what a client sends.
 
-The server always asks for ``server_no_context_takeover``: every message it sends is
-compressed alone, so a broadcast is compressed once and the same bytes go to every
-compressing socket (Phoenix, with context takeover, compresses each message once per socket,
-and keeps a compressor of ~256 KB per socket). One compressor per window size serves the
-whole process: a full flush after each message empties its window and ends the message on a
-byte boundary, which is what a message compressed alone needs (RFC 7692 7.2.1).
+The server compresses in one of two ways, chosen by ``endpoint.deflate_context_takeover``:
+
+- shared (the default): it asks for ``server_no_context_takeover`` and compresses every
+  message alone, so a broadcast is compressed once and the same bytes go to every
+  compressing socket. One compressor per window size serves the whole process: a full flush
+  after each message empties its window and ends the message on a byte boundary, which is
+  what a message compressed alone needs (RFC 7692 7.2.1). A short message gains almost
+  nothing alone, so it goes uncompressed (``MIN_COMPRESSED``).
+- per socket (context takeover, as Phoenix does): each socket keeps a compressor
+  (``ContextDeflater``) whose window holds what it sent before, so a chat-sized message,
+  which repeats most of the ones before it, shrinks several times; at one compression per
+  socket per message and a compressor's memory per socket (bench/README.md).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import re
 import zlib
 from typing import NamedTuple
 
-from .rfc6455 import CloseCode, Opcode, ProtocolViolation, binary_frame, compressed_frame, text_frame
+from .rfc6455 import CloseCode, Opcode, ProtocolViolation, binary_frame, compressed_frame, frame_payload, text_frame
 
 EXTENSION = "permessage-deflate"
 # What a compressed message's payload lacks at its end (RFC 7692 7.2.1): the empty stored block
@@ -30,6 +36,12 @@ MIN_COMPRESSED = 256
 # zlib cannot compress raw deflate with a 256-byte window; a 512-byte one never reaches further
 # back than 250 bytes (its window minus MIN_LOOKAHEAD), so it suits a client that asked for 8.
 _SMALLEST_ZLIB_WINDOW = 9
+# A per-socket compressor: a 4 KB window, a small hash table, zlib's fastest level. A chat
+# message repeats mostly the last few it follows, which 4 KB holds; a larger window shrinks
+# them a little more for much more memory per socket (bench/README.md, "permessage-deflate").
+CONTEXT_WINDOW_BITS = 12
+CONTEXT_MEM_LEVEL = 2
+CONTEXT_LEVEL = 1
 _WINDOW_BITS = re.compile(r"(?:[89]|1[0-5])\Z")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Offers are split at commas, and parameters at semicolons, outside quoted strings.
@@ -44,16 +56,19 @@ class Agreement(NamedTuple):
     response: str
     server_window_bits: int
     client_context_takeover: bool
+    # True: the server compresses with a compressor per socket (``ContextDeflater``).
+    server_context_takeover: bool
 
 
-def negotiate(header: str) -> Agreement | None:
+def negotiate(header: str, context_takeover: bool) -> Agreement | None:
     """The first permessage-deflate offer of a ``Sec-WebSocket-Extensions`` header (its lines
     joined with commas) that this server accepts; None when none is. An offer is declined,
     and the next one tried, when it has an unknown or repeated parameter, or a value out of
-    its range (RFC 7692 7)."""
+    its range (RFC 7692 7). With ``context_takeover`` the server keeps its context, unless the
+    offer says ``server_no_context_takeover``."""
     for offer in _offers(header):
         if offer and offer[0] == (EXTENSION, None):
-            agreement = _accept(offer[1:])
+            agreement = _accept(offer[1:], context_takeover)
             if agreement is not None:
                 return agreement
     return None
@@ -90,17 +105,18 @@ def _parameter(item: str) -> tuple[str, str | None] | None:
     return (name.lower(), value) if _TOKEN.match(value) else None
 
 
-def _accept(parameters: list[tuple[str, str | None]]) -> Agreement | None:
+def _accept(parameters: list[tuple[str, str | None]], context_takeover: bool) -> Agreement | None:
     names = [name for name, _ in parameters]
     if len(set(names)) != len(names):
         return None
-    response = [EXTENSION, "server_no_context_takeover"]
+    response = [EXTENSION]
     server_window_bits = 15
     client_context_takeover = True
     for name, value in parameters:
         if name == "server_no_context_takeover" and value is None:
-            continue  # what the server does anyway
-        if name == "client_no_context_takeover" and value is None:
+            # A client that asks for it must get it (RFC 7692 7.1.1.1): each message alone.
+            context_takeover = False
+        elif name == "client_no_context_takeover" and value is None:
             # Echoed, so the client is bound to it, and its messages inflate with no memory kept.
             response.append(name)
             client_context_takeover = False
@@ -111,7 +127,9 @@ def _accept(parameters: list[tuple[str, str | None]]) -> Agreement | None:
             continue  # the client's window may stay as it likes: a 15-bit inflater reads any
         else:
             return None
-    return Agreement("; ".join(response), server_window_bits, client_context_takeover)
+    if not context_takeover:
+        response.insert(1, "server_no_context_takeover")
+    return Agreement("; ".join(response), server_window_bits, client_context_takeover, context_takeover)
 
 
 class Deflater:
@@ -143,6 +161,35 @@ class Deflater:
 def deflater(window_bits: int) -> Deflater:
     """The process's one ``Deflater`` for a window size (at most 8 sizes: 8 to 15 bits)."""
     return Deflater(window_bits)
+
+
+class ContextDeflater:
+    """One socket's compressor, with context takeover: a message may refer back into the ones
+    this socket sent before it. A sync flush ends each message on a byte boundary and keeps the
+    window. The client inflates them in the order it reads them, so they must be compressed in
+    the order they are written, and every message compressed must be sent (``WebSocket``
+    compresses a frame as it joins the outbox). Every message is compressed: one sent plain
+    after being compressed would leave the client's context behind this one's, and a short one
+    is where the context gains most."""
+
+    __slots__ = ("_compressor",)
+
+    def __init__(self, window_bits: int) -> None:
+        # Fewer bits than agreed is always readable: the client keeps at least as much window.
+        bits = max(min(window_bits, CONTEXT_WINDOW_BITS), _SMALLEST_ZLIB_WINDOW)
+        self._compressor = zlib.compressobj(CONTEXT_LEVEL, zlib.DEFLATED, -bits, CONTEXT_MEM_LEVEL)
+
+    def compress_frame(self, frame: bytes) -> bytes:
+        """A data frame as ``rfc6455`` builds it (``text_frame``, ``binary_frame``: prepared
+        once, shared by plain sockets), compressed with this socket's context."""
+        opcode, payload = frame_payload(frame)
+        if not payload:
+            # Plain, as it adds nothing to the context, and needs no flush: zlib declines a
+            # flush that follows another with no input between them (deflate.c).
+            return frame
+        compressor = self._compressor
+        compressed = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return compressed_frame(opcode, compressed[:-len(_TAIL)])
 
 
 class Inflater:

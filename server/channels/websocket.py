@@ -272,7 +272,7 @@ class WebSocket(asyncio.Protocol):
             log.warning("closing socket from %s: a ping flood (over %d pings in a second)", self.peer, PING_LIMIT)
             self.close(CloseCode.POLICY, "ping flood")
         else:
-            self.send_frame(pong_frame(payload))
+            self._send_control(pong_frame(payload))
 
     def _close_received(self, payload: bytes) -> None:
         try:
@@ -321,6 +321,10 @@ class WebSocket(asyncio.Protocol):
             # reader from a busy loop iteration; the node holds at most that plus this.
             self.flush_outbox()
 
+    # The socket's own control frames (pongs, close): as they are, whatever a subclass does
+    # to its handler's frames.
+    _send_control = send_frame
+
     def flush_outbox(self) -> None:
         """Writes every waiting frame in one go (called once per loop iteration)."""
         if self.stalled_since is not None:
@@ -363,7 +367,7 @@ class WebSocket(asyncio.Protocol):
         answer (or to take what the transport holds) before it is cut."""
         if self._close_sent or self.transport is None:
             return
-        self.send_frame(frame)
+        self._send_control(frame)
         self._close_sent = True
         self.flush_outbox()
         self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
@@ -374,21 +378,58 @@ class WebSocket(asyncio.Protocol):
 
 
 class DeflateWebSocket(WebSocket):
-    """A ``WebSocket`` that agreed on permessage-deflate: what it sends is compressed (each
-    message alone, long enough ones only: ``rfc7692``), what it receives inflated."""
+    """A ``WebSocket`` that agreed on permessage-deflate: what it receives is inflated; what it
+    sends is compressed as the agreement says, by one of two subclasses, which constructing a
+    ``DeflateWebSocket`` picks (as ``pathlib.Path()`` makes a ``PosixPath``):
+    ``SharedDeflateWebSocket`` or ``ContextDeflateWebSocket``."""
+
+    __slots__ = ()
+
+    def __new__(cls, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
+                new_handler: Callable[[WebSocket], MessageHandler], agreement: rfc7692.Agreement) -> DeflateWebSocket:
+        return super().__new__(ContextDeflateWebSocket if agreement.server_context_takeover
+                               else SharedDeflateWebSocket)
+
+    def __init__(self, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
+                 new_handler: Callable[[WebSocket], MessageHandler], agreement: rfc7692.Agreement) -> None:
+        super().__init__(registry, endpoint, peer, handover, new_handler,
+                         rfc7692.Inflater(agreement.client_context_takeover).inflate)
+
+
+class SharedDeflateWebSocket(DeflateWebSocket):
+    """Each message compressed alone (long enough ones only: ``rfc7692``), so sockets of one
+    window size share their broadcasts' compressed frames."""
 
     __slots__ = ("frame_kind", "prepare_frame", "prepare_binary_frame")
 
     def __init__(self, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
                  new_handler: Callable[[WebSocket], MessageHandler], agreement: rfc7692.Agreement) -> None:
-        # Before the handler is made, which reads frame_kind: sockets of one window size share
-        # their broadcasts' compressed frames.
+        # Before the handler is made, which reads frame_kind.
         deflater = rfc7692.deflater(agreement.server_window_bits)
         self.frame_kind = agreement.server_window_bits
         self.prepare_frame = deflater.text_frame
         self.prepare_binary_frame = deflater.binary_frame
-        super().__init__(registry, endpoint, peer, handover, new_handler,
-                         rfc7692.Inflater(agreement.client_context_takeover).inflate)
+        super().__init__(registry, endpoint, peer, handover, new_handler, agreement)
+
+
+class ContextDeflateWebSocket(DeflateWebSocket):
+    """Every message compressed by this socket's own compressor, which remembers what it sent
+    (``rfc7692.ContextDeflater``). Its frames are prepared plain, as a plain socket's (a
+    broadcast's is shared with them), and compressed as they join the outbox: the outbox is
+    written in order, so the client inflates them in the order they were compressed, whenever
+    they were prepared."""
+
+    __slots__ = ("_deflater",)
+
+    def __init__(self, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
+                 new_handler: Callable[[WebSocket], MessageHandler], agreement: rfc7692.Agreement) -> None:
+        self._deflater = rfc7692.ContextDeflater(agreement.server_window_bits)
+        super().__init__(registry, endpoint, peer, handover, new_handler, agreement)
+
+    def send_frame(self, frame: bytes) -> None:
+        # Nothing is compressed that will not be sent: the client's context would miss it.
+        if not self._close_sent and self.transport is not None:
+            super().send_frame(self._deflater.compress_frame(frame))
 
 
 class UpgradeRequest(NamedTuple):
@@ -451,7 +492,8 @@ class WebSocketUpgrade:
         new_handler = self.admit(request)
         agreement = None
         if self.endpoint.compress:
-            agreement = rfc7692.negotiate(",".join(request.head.headers.get_list("Sec-WebSocket-Extensions")))
+            agreement = rfc7692.negotiate(",".join(request.head.headers.get_list("Sec-WebSocket-Extensions")),
+                                          self.endpoint.deflate_context_takeover)
         extension = "" if agreement is None else f"Sec-WebSocket-Extensions: {agreement.response}\r\n"
         response = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Accept: {rfc6455.accept_key(key)}\r\n{extension}\r\n").encode("ascii")

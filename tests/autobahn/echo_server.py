@@ -5,7 +5,7 @@ The listener and the upgrade (``WebSocketUpgrade``: the handshake's checks, perm
 ``rfc7692``) are the node's; only the message handler differs: each message goes back as it
 came, where the node's ``PhoenixSocket`` would decode it.
 
-    python tests/autobahn/echo_server.py [--compress] [--max-frame-size BYTES]
+    python tests/autobahn/echo_server.py [--compress [--context-takeover]] [--max-frame-size BYTES]
 
 serves on a free port of 127.0.0.1 and prints ``listening on <port>`` once it does.
 """
@@ -72,12 +72,14 @@ async def serve(endpoint: Endpoint) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compress", action="store_true", help="agree on permessage-deflate when offered")
+    parser.add_argument("--context-takeover", action="store_true",
+                        help="with --compress: a compressor per socket (endpoint.deflate_context_takeover)")
     # Autobahn's 9.* cases send messages of up to 16 MiB.
     parser.add_argument("--max-frame-size", type=int, default=16 * 1024 * 1024 + 1024)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     uvloop.run(serve(Endpoint(host="127.0.0.1", port=0, check_origin=False, max_frame_size=args.max_frame_size,
-                              compress=args.compress)))
+                              compress=args.compress, deflate_context_takeover=args.context_takeover)))
 
 
 if __name__ == "__main__":
