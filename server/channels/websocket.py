@@ -379,16 +379,10 @@ class WebSocket(asyncio.Protocol):
 
 class DeflateWebSocket(WebSocket):
     """A ``WebSocket`` that agreed on permessage-deflate: what it receives is inflated; what it
-    sends is compressed as the agreement says, by one of two subclasses, which constructing a
-    ``DeflateWebSocket`` picks (as ``pathlib.Path()`` makes a ``PosixPath``):
+    sends is compressed as the agreement says, by one of two subclasses (``deflate_class``):
     ``SharedDeflateWebSocket`` or ``ContextDeflateWebSocket``."""
 
     __slots__ = ()
-
-    def __new__(cls, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
-                new_handler: Callable[[WebSocket], MessageHandler], agreement: rfc7692.Agreement) -> DeflateWebSocket:
-        return super().__new__(ContextDeflateWebSocket if agreement.server_context_takeover
-                               else SharedDeflateWebSocket)
 
     def __init__(self, registry: SocketRegistry, endpoint: Endpoint, peer: str, handover: tuple[bytes, bytes],
                  new_handler: Callable[[WebSocket], MessageHandler], agreement: rfc7692.Agreement) -> None:
@@ -430,6 +424,11 @@ class ContextDeflateWebSocket(DeflateWebSocket):
         # Nothing is compressed that will not be sent: the client's context would miss it.
         if not self._close_sent and self.transport is not None:
             super().send_frame(self._deflater.compress_frame(frame))
+
+
+def deflate_class(agreement: rfc7692.Agreement) -> type[DeflateWebSocket]:
+    """The ``DeflateWebSocket`` that compresses as ``agreement`` says."""
+    return ContextDeflateWebSocket if agreement.server_context_takeover else SharedDeflateWebSocket
 
 
 class UpgradeRequest(NamedTuple):
@@ -500,7 +499,7 @@ class WebSocketUpgrade:
         handover = (response, early)
         if agreement is None:
             return WebSocket(self.registry, self.endpoint, request.peer, handover, new_handler)
-        return DeflateWebSocket(self.registry, self.endpoint, request.peer, handover, new_handler, agreement)
+        return deflate_class(agreement)(self.registry, self.endpoint, request.peer, handover, new_handler, agreement)
 
     def _check(self, request: UpgradeRequest) -> str:
         """The request's Sec-WebSocket-Key, once it passed the checks of RFC 6455 4.2.1 and
