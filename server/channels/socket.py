@@ -35,10 +35,10 @@ _UNENCODABLE = object()
 
 
 class Transport(Protocol):
-    """Moves frames. ``prepare_frame`` turns a frame's text into what ``send_frame`` writes,
-    so a broadcast is prepared once and the same object is written to every socket whose
-    transport has the same ``frame_kind`` (None, or how its frames differ: compressed with
-    a given window, say)."""
+    """Moves frames. ``prepare_frame`` turns a frame's text into what ``send_frame`` takes,
+    so a broadcast is prepared once and the same object goes to every socket whose transport
+    has the same ``frame_kind`` (None, or how its frames differ: compressed with a given
+    window, say); a transport may still change it on the way (a compressor of its own)."""
 
     frame_kind: Hashable | None
 
