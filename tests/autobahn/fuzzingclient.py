@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -43,6 +44,11 @@ def main(url: str) -> None:
     for r in results:
         print(json.dumps({"case_id": r.case_id, "behavior": r.behavior.value, "behavior_close": r.behavior_close.value,
                           "result": str(r.result), "result_close": str(r.result_close)}))
+    # Out without the interpreter's finalization (so stdout is flushed by hand): a thread of
+    # kosoku's runtime that wakes the asyncio loop during it cannot take the GIL, is ended by
+    # CPython in the middle of Rust code, and the process aborts (SIGABRT, exit code 134).
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
