@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import tracemalloc
 import zlib
 
@@ -29,9 +30,16 @@ from test_rfc6455 import client_frame, parse_server_frame
 
 TAIL = b"\x00\x00\xff\xff"
 BASE = "permessage-deflate; server_no_context_takeover"
-CHAT = json.dumps([None, None, "room:lobby", "history", {"messages": [
-    {"name": f"user{i}", "message": f"message number {i} in the room, about the weather", "at": 1732700000 + i}
-    for i in range(10)]}], separators=(",", ":"))
+
+
+def history(first: int, count: int) -> str:
+    """A room's history as a channel pushes it: ``count`` messages, numbered from ``first``."""
+    return json.dumps([None, None, "room:lobby", "history", {"messages": [
+        {"name": f"user{i}", "message": f"message number {i} in the room, about the weather", "at": 1732700000 + i}
+        for i in range(first, first + count)]}], separators=(",", ":"))
+
+
+CHAT = history(0, 10)
 
 
 # ---- negotiation ------------------------------------------------------------------------------
@@ -138,6 +146,24 @@ def test_the_window_a_client_asked_for_is_kept(window_bits: int) -> None:
     (256 bytes), which zlib cannot compress with, included."""
     text = "".join(f"{i % 97:02d}{'abcdefghij'[i % 10] * (i % 7)}|" for i in range(3000))  # far and near repeats
     assert client_inflate(Deflater(window_bits).text_frame(text), window_bits)[1] == text.encode()
+
+
+def test_a_small_window_costs_about_what_the_default_does() -> None:
+    """A client may ask for a window as small as 9 bits (8 is compressed with 9). zlib slides its
+    hash table each time the window fills: with the table sized for its default 15-bit window,
+    a 9-bit window made a chat history many times dearer to compress (bench/README.md)."""
+    histories = [history(n, 300) for n in range(100)]
+
+    def cpu(shared: Deflater) -> float:
+        best = float("inf")
+        for _ in range(5):
+            started = time.process_time()
+            for history in histories:
+                shared.text_frame(history)
+            best = min(best, time.process_time() - started)
+        return best
+
+    assert cpu(Deflater(9)) < 5 * cpu(Deflater(15))
 
 
 # ---- a compressor per socket (context takeover) ---------------------------------------------------

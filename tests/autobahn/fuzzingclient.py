@@ -1,12 +1,15 @@
-"""Runs Autobahn|Testsuite's fuzzingclient case set (through kosoku) against the websocket
-server at argv[1] and prints one JSON object per case: case_id, behavior, behavior_close,
-result, result_close. Run by test_autobahn.py in a process of its own.
+"""Runs Autobahn|Testsuite's fuzzingclient cases (through kosoku) against the websocket server
+at argv[1], one at a time as they are asked for: prints the case index first (``{"index":
+[case ids]}``), then, for each case id read from stdin, one JSON object: case_id, behavior,
+behavior_close, result, result_close. Ends at the end of stdin. Run by test_autobahn.py, which
+hands the cases out to several of these processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -36,13 +39,18 @@ def _hash_bytes_in_compression_cases() -> None:
 
 def main(url: str) -> None:
     _hash_bytes_in_compression_cases()
-    try:
-        results = asyncio.run(kosoku.run_fuzzingclient(url, concurrency=2))
-    except kosoku.FailureError as failure:
-        results = failure.results
-    for r in results:
+    print(json.dumps({"index": list(kosoku.cases.CASES)}), flush=True)
+    for line in sys.stdin:
+        try:
+            (r,) = asyncio.run(kosoku.run_fuzzingclient(url, [line.strip()]))
+        except kosoku.FailureError as failure:
+            (r,) = failure.results
         print(json.dumps({"case_id": r.case_id, "behavior": r.behavior.value, "behavior_close": r.behavior_close.value,
-                          "result": str(r.result), "result_close": str(r.result_close)}))
+                          "result": str(r.result), "result_close": str(r.result_close)}), flush=True)
+    # Out without the interpreter's finalization (stdout is flushed after each case): a thread
+    # of kosoku's runtime that wakes the asyncio loop during it cannot take the GIL, is ended
+    # by CPython in the middle of Rust code, and the process aborts (SIGABRT, exit code 134).
+    os._exit(0)
 
 
 if __name__ == "__main__":
