@@ -20,7 +20,7 @@ HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 class MalformedHead(ValueError):
-    """The head is not an HTTP/1.x request: answered with 400."""
+    """The head's header lines do not parse: answered with 400."""
 
 
 class Head(NamedTuple):
@@ -28,40 +28,34 @@ class Head(NamedTuple):
 
     method: str
     target: str  # as sent: the path and the query
-    path: str
-    query: str
-    version: str
     headers: HTTPHeaders
 
+    @property
+    def query(self) -> str:
+        return self.target.partition("?")[2]
 
-def request_line(data: bytes) -> tuple[str, str, str] | None:
-    """The method, target and version of the head's first line; None if it is not one."""
+
+def request_line(data: bytes) -> tuple[str, str] | None:
+    """The method and target of the head's first line, an HTTP/1.x request's; None if it is
+    not one."""
     line, _, _ = data.partition(b"\n")
     parts = line.rstrip(b"\r").split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
         return None
     try:
-        method, target, version = (part.decode("ascii") for part in parts)
+        return parts[0].decode("ascii"), parts[1].decode("ascii")
     except UnicodeDecodeError:
         return None
-    return method, target, version
 
 
-def parse_head(data: bytes) -> Head:
-    """The head of ``data``, which holds at least one whole head (``HEAD_END`` found)."""
-    start = request_line(data)
-    if start is None:
-        raise MalformedHead("not an HTTP/1.x request line")
-    method, target, version = start
-    end = HEAD_END.search(data)
-    assert end is not None
-    lines = data[data.index(b"\n") + 1:end.start()].decode("latin-1")
+def parse_head(start: tuple[str, str], head: bytes) -> Head:
+    """The whole request head ``head``, blank line included, whose first line ``request_line``
+    read as ``start``."""
     try:
-        headers = HTTPHeaders.parse(lines)
+        headers = HTTPHeaders.parse(head[head.index(b"\n") + 1:].decode("latin-1"))
     except HTTPInputError as exc:
         raise MalformedHead(str(exc)) from None
-    path, _, query = target.partition("?")
-    return Head(method, target, path, query, version, headers)
+    return Head(*start, headers)
 
 
 def answer_and_close(sock: socket.socket, status: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> None:

@@ -88,25 +88,23 @@ class Listener:
         self._heads.add(reader)
         reader.read()
 
-    def dispatch(self, reader: HeadReader, data: bytes) -> None:
-        """``data`` holds the whole head (and maybe more): an upgrade path's request goes to its
-        upgrade, anything else to Tornado."""
-        self._heads.discard(reader)
+    def dispatch(self, reader: HeadReader, head_end: int) -> None:
+        """The reader's data holds a whole head, up to ``head_end`` (and maybe more): an
+        upgrade path's request goes to its upgrade, anything else to Tornado."""
+        data = reader.data
         start = request_line(data)
         upgrade = self.upgrades.get(start[1].partition("?")[0]) if start is not None else None
-        if upgrade is None or not self.ready():
+        if start is None or upgrade is None or not self.ready():
             self.http.handle_stream(PrereadIOStream(reader.sock, data), reader.address)
             return
         started = time.monotonic()
-        end = HEAD_END.search(data)
-        assert end is not None
         try:
-            head = parse_head(data)
+            head = parse_head(start, data[:head_end])
         except MalformedHead as exc:
             log.warning("bad request from %s: %s", reader.peer, exc)
             answer_and_close(reader.sock, 400, "malformed request head")
             return
-        upgrade.upgrade(UpgradeRequest(head, reader.peer, started), reader.sock, data[end.end():])
+        upgrade.upgrade(UpgradeRequest(head, reader.peer, started), reader.sock, data[head_end:])
 
     def forget(self, reader: HeadReader) -> None:
         self._heads.discard(reader)
@@ -115,7 +113,7 @@ class Listener:
 class HeadReader:
     """One accepted connection until its request head is whole."""
 
-    __slots__ = ("listener", "sock", "address", "peer", "data", "_timer", "_watching")
+    __slots__ = ("listener", "sock", "address", "peer", "data", "_timer")
 
     def __init__(self, listener: Listener, sock: socket.socket, address: tuple[object, ...], peer: str) -> None:
         self.listener = listener
@@ -123,8 +121,8 @@ class HeadReader:
         self.address = address
         self.peer = peer
         self.data = b""
+        # Set while the reader waits for the socket to be readable (and the head to come).
         self._timer: asyncio.TimerHandle | None = None
-        self._watching = False
 
     def read(self) -> None:
         """Reads what came, until the socket has no more; called once accepted (a client that
@@ -144,38 +142,36 @@ class HeadReader:
                 self.close()
                 return
             self.data += chunk
-            if HEAD_END.search(self.data) is not None:
+            end = HEAD_END.search(self.data)
+            if end is not None:
                 self._done()
-                self.listener.dispatch(self, self.data)
+                self.listener.dispatch(self, end.end())
                 return
             if len(self.data) > MAX_HEAD:
                 self._done()
-                self.listener.forget(self)
                 log.warning("refusing a request from %s: its head is over %d bytes", self.peer, MAX_HEAD)
                 answer_and_close(self.sock, 431, f"request head over {MAX_HEAD} bytes")
                 return
 
     def _wait(self) -> None:
-        if self._watching:
+        if self._timer is not None:
             return
         loop = asyncio.get_running_loop()
         loop.add_reader(self.sock.fileno(), self.read)
-        self._watching = True
         # A client that connects and stays silent would hold a descriptor: Tornado's
         # idle_connection_timeout, before the head.
         self._timer = loop.call_later(self.listener.timeout, self.close)
 
     def _done(self) -> None:
-        if self._watching:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            self._watching = False
+        """The head is whole, or the connection ends: no more waiting, nor a pending head."""
+        self.listener.forget(self)
         if self._timer is not None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self._timer.cancel()
             self._timer = None
 
     def close(self) -> None:
         self._done()
-        self.listener.forget(self)
         self.sock.close()
 
 
@@ -191,8 +187,7 @@ class KeptAliveUpgradeHandler(RedactingHandler):
         started = time.monotonic()
         request = self.request
         peer = request.remote_ip or "unknown"
-        head = Head(request.method or "GET", request.uri or "", request.path, request.query, request.version,
-                    request.headers)
+        head = Head(request.method or "GET", request.uri or "", request.headers)
         taken = _take_socket(self.detach(), peer)
         if taken is not None:
             sock, early = taken

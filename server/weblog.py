@@ -1,10 +1,11 @@
 """The node's lines about HTTP requests, without the credentials a URI may carry.
 
 Every request gets Tornado's access line (``log_access``: its logger and format), whoever
-served it, Tornado or the listener's upgrade. ``RequestHandler.log_exception`` prints ``request.uri`` as it is (phoenix.js puts the connect
-token there) and, for an uncaught exception, ``repr(request)`` (every header, ``Authorization``
-included). Every handler of the node derives from :class:`RedactingHandler`, whose override of
-that public hook writes the same lines with the URI redacted and no repr.
+served it, Tornado or the listener's upgrade. ``RequestHandler.log_exception`` prints
+``request.uri`` as it is (phoenix.js puts the connect token there) and, for an uncaught
+exception, ``repr(request)`` (every header, ``Authorization`` included). Every handler of the
+node derives from :class:`RedactingHandler`, whose override of that public hook writes the same
+lines with the URI redacted and no repr (``log_uncaught``, which the upgrade uses too).
 """
 
 from __future__ import annotations
