@@ -12,7 +12,8 @@
    hold only as many descriptors as its hard limit allows: when N does not fit in one node the
    clients go to the fewest nodes of a cluster that holds them (the record says why).
 2. **storm**: 3 nodes, M clients; node 3 is killed (SIGKILL) and its clients come back with
-   phoenix.js's backoff plus jitter, each try to a node picked at random. Meanwhile clients of
+   phoenix.js's backoff plus jitter, each try to a node picked at random among those whose
+   ``/readyz`` a balancer's health check found ready (every 500 ms). Meanwhile clients of
    nodes 1 and 2 shout at a low rate (bench/js/loadgen.js checks loss, duplicates and order).
 3. **post**: on the same cluster before the kill, ``POST /api/broadcast`` on node 1 to a topic
    whose clients are all on node 2: p50/p99 of post to receipt.
@@ -194,12 +195,15 @@ class Scale:
             time.sleep(1.0)
             base = system.rss_bytes()
             swarms = self.swarms(n, f"{label}-hold")
-            drops0, cpu0 = listen_drops(), sum(system.cpu_seconds().values())
+            drops0, cpu0, gen0 = listen_drops(), sum(system.cpu_seconds().values()), swarms.cpu_seconds()
             connected = swarms.connect(system.ws_urls(), n, "room:scale", args.connect_concurrency, args.deadline)
             drops = {k: v - drops0[k] for k, v in listen_drops().items()}
             join_cpu = sum(system.cpu_seconds().values()) - cpu0
+            generators_join_cpu = swarms.cpu_seconds() - gen0
+            joined = max(1, connected["joined"])
             log(f"{label}: {connected['joined']:,} of {n:,} joined on {nodes} node(s) in {connected['seconds']} s "
-                f"({connected['per_s']:,}/s; {join_cpu / max(1, connected['joined']) * 1e6:.0f} us of node CPU each; "
+                f"({connected['per_s']:,}/s; {join_cpu / joined * 1e6:.0f} us of node CPU each, "
+                f"{generators_join_cpu / joined * 1e6:.0f} us of the generators'; "
                 f"listen queue overflows {drops['overflows']:,})")
             time.sleep(2.0)
             system.check_alive()
@@ -211,7 +215,8 @@ class Scale:
                 "part": "hold", "source": label, "connections": n, "nodes": nodes, "generators": len(swarms.gens),
                 "fd_limit": self.fd_limit, **{f"connect_{k}": v for k, v in connected.items()},
                 "listen_overflows": drops["overflows"], "listen_drops": drops["drops"],
-                "join_cpu_us": round(join_cpu / max(1, connected["joined"]) * 1e6, 1),
+                "join_cpu_us": round(join_cpu / joined * 1e6, 1),
+                "generators_join_cpu_us": round(generators_join_cpu / joined * 1e6, 1),
                 "rss_mb_before": round(sum(base.values()) / 2**20, 1), "rss_mb": round(sum(rss.values()) / 2**20, 1),
                 "kb_per_connection": round((sum(rss.values()) - sum(base.values())) / max(1, connected["joined"]) / 1024, 2),
                 **idle, **fanout,
@@ -314,7 +319,7 @@ class Scale:
         got = checker.connect(survivors, args.check_clients, topic="room:check", deadline=30)
         if got["failed"]:
             raise RuntimeError(f"checking clients failed to join: {got['first_failure']}")
-        swarms.call("reconnect", jitter=args.jitter)
+        swarms.call("reconnect", jitter=args.jitter, health_check_ms=args.health_check_ms)
         # The checked shouts run through the storm: they start before the kill and end well after.
         checked: dict[str, Any] = {}
         shouting = threading.Thread(target=lambda: checked.update(checker.run(
@@ -324,6 +329,8 @@ class Scale:
         shouting.start()
         time.sleep(1.0)
         victim = system.nodes[2]
+        survivors_cpu = lambda: sum(procs.cpu_seconds(n.proc.pid) for n in system.nodes[:2])  # noqa: E731
+        cpu0, gen0 = survivors_cpu(), swarms.cpu_seconds()
         killed = now_ms()
         victim.proc.signal(signal.SIGKILL)
         # Client i of each generator was on node i % 3: those with i % 3 == 2 were the victim's.
@@ -335,6 +342,10 @@ class Scale:
             lost, back = sum(s["lost"] for s in states), sum(s["rejoined"] for s in states)
             if (lost >= expected and back >= lost) or time.monotonic() > deadline:
                 break
+        # Who spent the storm's CPU (to the poll that saw the last client back): the survivors
+        # or the clients' generators, which share the machine's cores with them.
+        storm_cpu = {"survivors_cpu_s": round(survivors_cpu() - cpu0, 3),
+                     "generators_cpu_s": round(swarms.cpu_seconds() - gen0, 3)}
         shouting.join(args.storm_window + 2 * args.storm_timeout)
         alive = all(n.proc.alive() for n in system.nodes[:2])
         rejoin = sorted(x for s in states for x in s["rejoin_ms"])
@@ -348,12 +359,13 @@ class Scale:
         last = max((s["last_rejoined"] for s in states if s["rejoined"]), default=None)
         record = {
             "part": "storm", "source": label, "clients": connected["joined"], "victims": expected,
+            "health_check_ms": args.health_check_ms,
             "lost": lost, "rejoined": back, "joined_after": sum(s["joined"] for s in states),
             "all_rejoined_s": round((last - killed) / 1000, 3) if last and back >= lost >= expected else None,
             "rejoin_p50_ms": round(quantile(rejoin, 0.5) or 0, 1), "rejoin_p99_ms": round(quantile(rejoin, 0.99) or 0, 1),
             "tries": dict(sorted(tries.items(), key=lambda kv: int(kv[0]))),
             "failed_tries": dict(sorted(failed_tries.items(), key=lambda kv: -kv[1])),
-            "survivors_alive": alive,
+            "survivors_alive": alive, **storm_cpu,
             "rss_mb_survivors": {k: round(v / 2**20, 1) for k, v in system.rss_bytes().items()},
             "checked": {k: checked.get(k) for k in ("shouts", "expected", "delivered", "lost", "duplicates",
                                                     "out_of_order", "disconnects")},
@@ -362,7 +374,8 @@ class Scale:
         }
         log(f"storm: {back:,}/{lost:,} of node 3's {expected:,} clients back in {record['all_rejoined_s']} s; "
             f"checked shouts lost {record['checked']['lost']}, dup {record['checked']['duplicates']}, "
-            f"out of order {record['checked']['out_of_order']}")
+            f"out of order {record['checked']['out_of_order']}; CPU: survivors {storm_cpu['survivors_cpu_s']} s, "
+            f"generators {storm_cpu['generators_cpu_s']} s")
         return record
 
     # ---- the run -----------------------------------------------------------------------------
@@ -455,6 +468,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storm-window", type=float, default=None, help="seconds of checked shouts (15)")
     p.add_argument("--storm-timeout", type=float, default=60.0, help="at most this long for the rejoins")
     p.add_argument("--jitter", type=float, default=0.5, help="backoff × (1 + jitter × U[0,1))")
+    p.add_argument("--health-check-ms", type=int, default=500,
+                   help="the storm's balancer checks each node's /readyz this often (0: no checks, a random node)")
     p.add_argument("--plot", action="store_true", help="draw bench/scale.png")
     p.add_argument("--out", help="results folder (default bench/results/scale-<UTC time>)")
     args = p.parse_args(argv)

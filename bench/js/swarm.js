@@ -9,12 +9,15 @@
 //   {"cmd":"connect","urls":[...],"sources":[...],"clients":C,"topic":"room:scale",...} -> {"ok":true,"joined":...}
 //   {"cmd":"watch","event":"scale"}       from now on, note when each client gets event "scale" (payload.id)
 //   {"cmd":"receipts","event":"scale"}    per payload id: every receipt's time, and the duplicates
-//   {"cmd":"reconnect","jitter":0.5}      lost connections come back (phoenix.js's backoff, plus jitter)
+//   {"cmd":"reconnect","jitter":0.5,"health_check_ms":500}
+//                                         lost connections come back (phoenix.js's backoff, plus jitter),
+//                                         each try to a node a balancer would pick (see Client.retry)
 //   {"cmd":"storm"}                       how the comebacks went: closed, rejoined, tries, when
 //   {"cmd":"stats"}  {"cmd":"close"}  {"cmd":"quit"}
 // Times are epoch milliseconds (performance.timeOrigin + now), comparable across processes.
 'use strict';
 
+const http = require('http');
 const readline = require('readline');
 const { performance } = require('perf_hooks');
 const { PhoenixClient, startHeartbeats } = require('./phoenix_client');
@@ -27,6 +30,8 @@ let urls = [];
 let topic = 'room:scale';
 let jitter = null;          // null: a lost connection stays lost; else backoff × (1 + jitter × U[0,1))
 let heartbeatTimer = null;
+let live = null;            // the nodes whose last health check passed; null: no checks, every node
+let healthTimer = null;
 const watches = new Map();  // event -> Map(payload id -> {seen, dup, times})
 const failedTries = new Map();  // why a comeback's try failed -> how many did
 
@@ -55,12 +60,14 @@ class Client extends PhoenixClient {
     this.retry();
   }
 
-  // phoenix.js waits reconnectAfterMs(tries) and tries again; each try goes to a node picked at
-  // random, as a load balancer that has not yet noticed the dead node would send it.
+  // phoenix.js waits reconnectAfterMs(tries) and tries again, through a load balancer: each try
+  // goes to a node picked at random among those whose last health check passed (all of them
+  // without checks, or while none passes: a balancer that has not noticed the dead node).
   retry() {
     const base = BACKOFF_MS[this.tries] || BACKOFF_LAST_MS;
     setTimeout(async () => {
-      this.url = urls[Math.floor(Math.random() * urls.length)];
+      const pool = live && live.length ? live : urls;
+      this.url = pool[Math.floor(Math.random() * pool.length)];
       if (await this.connect(10000)) {
         this.rejoinedAt = now();
         this.maxTries = Math.max(this.maxTries, this.tries + 1);
@@ -120,7 +127,31 @@ function cmdReceipts(msg) {
   return { receipts: out, joined: countJoined() };
 }
 
-function cmdReconnect(msg) { jitter = msg.jitter === undefined ? 0.5 : msg.jitter; return {}; }
+function cmdReconnect(msg) {
+  jitter = msg.jitter === undefined ? 0.5 : msg.jitter;
+  if (msg.health_check_ms && !healthTimer) startHealthChecks(msg.health_check_ms);
+  return {};
+}
+
+// The balancer's health check, as HAProxy's `option httpchk GET /readyz` with `fall 1 rise 1`:
+// every intervalMs each node's /readyz; a node is picked only while its last check got a 200
+// (a refused connection, a 503 while it drains, or no answer within the interval take it out).
+function startHealthChecks(intervalMs) {
+  const ready = (url) => new Promise((resolve) => {
+    const probe = new URL(url.replace(/^ws/, 'http'));
+    probe.pathname = '/readyz';
+    probe.search = '';
+    const req = http.get(probe, { timeout: intervalMs }, (res) => { res.resume(); resolve(res.statusCode === 200); });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', () => resolve(false));
+  });
+  const check = async () => {
+    const passed = await Promise.all(urls.map(ready));
+    live = urls.filter((_, i) => passed[i]);
+  };
+  check();
+  healthTimer = setInterval(check, intervalMs);
+}
 
 function cmdStorm() {
   const lost = clients.filter((c) => c.lostAt !== null);
@@ -143,6 +174,7 @@ function cmdStats() {
 
 async function cmdClose() {
   jitter = null;
+  if (healthTimer) { clearInterval(healthTimer); healthTimer = null; live = null; }
   if (heartbeatTimer) { clearInterval(heartbeatTimer); heartbeatTimer = null; }
   for (const c of clients) { try { c.ws.terminate(); } catch (e) { /* gone */ } }
   clients = [];
