@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import math
 import os
@@ -50,6 +51,10 @@ from bench.results import Results, log  # noqa: E402
 SWARM = os.path.join(loadgen.JS_DIR, "swarm.js")
 MARGIN = 300        # descriptors a process keeps for what is not a client socket (peers, logs, HTTP)
 HEARTBEAT_S = 30.0  # phoenix.js's heartbeat interval, which swarm.js uses
+SENT_METRIC = "gossipy_websocket_messages_sent_total"
+# Each generator binds its clients to an address of its own, the next of the run's: swarm.js
+# picks their ports itself, and a fresh address has none left in TIME_WAIT by an earlier part.
+SOURCE_ADDRESSES = itertools.cycle(systems.ADDRESSES["scale-clients"])
 
 
 def now_ms() -> float:
@@ -92,9 +97,7 @@ class Swarms:
     def connect(self, urls: list[str], clients: int, topic: str, concurrency: int, deadline: float) -> dict[str, Any]:
         """Spreads ``clients`` over the processes; each process's client i goes to urls[i % len(urls)]
         from its own source address."""
-        sources = list(systems.ADDRESSES["scale-clients"])
-        per_gen = [{"clients": n, "sources": [sources[i % len(sources)]]}
-                   for i, n in enumerate(split(clients, len(self.gens)))]
+        per_gen = [{"clients": n, "sources": [next(SOURCE_ADDRESSES)]} for n in split(clients, len(self.gens))]
         t0 = time.monotonic()
         answers = self.call("connect", wait=deadline + 60, per_gen=per_gen, urls=urls, topic=topic,
                             concurrency=concurrency, deadline=deadline)
@@ -118,6 +121,10 @@ class Swarms:
 
     def cpu_seconds(self) -> float:
         return sum(procs.cpu_seconds(g.proc.pid) for g in self.gens)
+
+    def signal(self, sig: int) -> None:
+        for g in self.gens:
+            g.proc.signal(sig)
 
     def stop(self) -> None:
         for gen in self.gens:
@@ -263,9 +270,40 @@ class Scale:
         finally:
             api.close()
         lasts = [r["last_ms"] for r in runs if r["last_ms"] is not None]
-        return {"broadcasts": runs, "still_joined": sum(s["joined"] for s in swarms.call("stats")),
+        paused = self.fanout_to_buffers(system, swarms, joined, str(args.broadcasts))
+        return {"broadcasts": runs, "broadcast_to_buffers": paused,
+                "still_joined": sum(s["joined"] for s in swarms.call("stats")),
                 "broadcast_last_ms_median": statistics.median(lasts) if lasts else None,
                 "broadcast_all_received": all(r["received"] == joined and r["dup"] == 0 for r in runs)}
+
+    def fanout_to_buffers(self, system: systems.System, swarms: Swarms, joined: int, broadcast_id: str) -> dict[str, Any]:
+        """One broadcast while the generators are stopped (SIGSTOP): the time from the POST until
+        every node has written it to all of its clients. On loopback a write puts the frame in
+        the client's socket buffer, so this is the broadcast's delivery less the clients' reading,
+        which here takes the same 2 cores as the nodes (a real client reads on its own device).
+        Read from the nodes' /metrics (websocket messages written), every 10 ms; then the
+        generators go on and every client must have it, once."""
+        api = Api(system.nodes[0], self.key)
+        def written() -> float:
+            return sum(n.metrics()[SENT_METRIC] for n in system.nodes)
+        swarms.signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.5)
+            before = written()
+            sent = api.broadcast("room:scale", "scale", {"id": broadcast_id})
+            deadline = time.monotonic() + self.args.fanout_timeout
+            while (done := written() - before) < joined and time.monotonic() < deadline:
+                time.sleep(0.01)
+            in_buffers_ms = now_ms() - sent
+        finally:
+            swarms.signal(signal.SIGCONT)
+            api.close()
+        got = wait_receipts(swarms, "scale", [broadcast_id], joined, self.args.fanout_timeout)[broadcast_id]
+        record = {"written": int(done), "all_written_ms": round(in_buffers_ms, 1) if done >= joined else None,
+                  "received_after": len(got["times"]), "dup": got["dup"]}
+        log(f"broadcast with the clients stopped: {int(done):,}/{joined:,} written to their sockets "
+            f"after {record['all_written_ms']} ms; then {len(got['times']):,} received")
+        return record
 
     # ---- 2 and 3. the cluster: POST to delivery, then the storm ----------------------------------
 
@@ -329,7 +367,8 @@ class Scale:
         shouting.start()
         time.sleep(1.0)
         victim = system.nodes[2]
-        survivors_cpu = lambda: sum(procs.cpu_seconds(n.proc.pid) for n in system.nodes[:2])  # noqa: E731
+        def survivors_cpu() -> float:
+            return sum(procs.cpu_seconds(n.proc.pid) for n in system.nodes[:2])
         cpu0, gen0 = survivors_cpu(), swarms.cpu_seconds()
         killed = now_ms()
         victim.proc.signal(signal.SIGKILL)

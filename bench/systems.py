@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 from typing import Any, Callable
 
 from . import procs
@@ -88,6 +89,12 @@ class RunningServer:
 
     def cluster(self, timeout: float = 1.0) -> dict[str, Any]:
         return procs.http_json(self.http + "/cluster", timeout)
+
+    def metrics(self, timeout: float = 5.0) -> dict[str, float]:
+        """Its ``GET /metrics``: each sample's name (with its labels) and value."""
+        with urllib.request.urlopen(self.http + "/metrics", timeout=timeout) as response:
+            lines = response.read().decode().splitlines()
+        return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if line[:1] != "#")}
 
     def wait_serving(self, timeout: float = START_TIMEOUT) -> None:
         procs.wait_for(f"{self.label} serving on {self.http}", self.cluster, timeout,

@@ -17,6 +17,7 @@
 // Times are epoch milliseconds (performance.timeOrigin + now), comparable across processes.
 'use strict';
 
+const fs = require('fs');
 const http = require('http');
 const readline = require('readline');
 const { performance } = require('perf_hooks');
@@ -36,6 +37,19 @@ const watches = new Map();  // event -> Map(payload id -> {seen, dup, times})
 const failedTries = new Map();  // why a comeback's try failed -> how many did
 
 const now = () => performance.timeOrigin + performance.now();
+
+// Each client's local port is picked here, in turn over the ephemeral range of its source
+// address (one that this process alone binds), not by the kernel: bind() to port 0 searches the
+// range for a free port, which with thousands of sockets bound costs milliseconds of kernel time
+// per connect, several times the node's whole join (bench/README.md, "Scale").
+const [LOW_PORT, HIGH_PORT] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+const nextPorts = new Map();  // source address -> the port its next connect binds
+function nextPort(source) {
+  const port = nextPorts.get(source) || LOW_PORT;
+  nextPorts.set(source, port >= HIGH_PORT ? LOW_PORT : port + 1);
+  return port;
+}
+const BUSY_PORT_TRIES = 100;
 function log(...args) { process.stderr.write(`[swarm] ${args.join(' ')}\n`); }
 
 class Client extends PhoenixClient {
@@ -48,7 +62,18 @@ class Client extends PhoenixClient {
     this.maxTries = 0;
   }
 
-  socketOptions() { return { localAddress: this.source }; }
+  socketOptions() { return this.source ? { localAddress: this.source, localPort: nextPort(this.source) } : {}; }
+
+  // A port still taken (a socket of an earlier run in TIME_WAIT, say) is passed over at once.
+  async connect(timeoutMs) {
+    for (let i = 0; i < BUSY_PORT_TRIES; i++) {
+      if (await super.connect(timeoutMs)) return true;
+      if (!String(this.lastError).includes('EADDRINUSE')) return false;
+      this.lastError = null;
+    }
+    return false;
+  }
+
   received(data) { receive(this, this.decode(data.toString())); }
   closed(wasJoined) { if (wasJoined) this.lost(); }
 
