@@ -1,18 +1,20 @@
 """permessage-deflate, measured: bytes on the wire and CPU per delivery sent plain, compressed
-by the shared compressor (each message alone: ``endpoint.compress``) and by a compressor per
-socket (context takeover: ``endpoint.deflate_context_takeover``), and the memory an idle
-compressing connection holds on a real node.
+by the shared compressor (each message alone: ``endpoint.compress``) and with context takeover
+(``endpoint.deflate_context_takeover``: compressors shared by the sockets sent the same), and the
+memory an idle compressing connection holds on a real node.
 
     python -m bench.deflate                # every part, ~3 minutes
     python -m bench.deflate --wire         # bytes and CPU per delivery: the fan-out alone
     python -m bench.deflate --node         # bytes and CPU per delivery: a real node
     python -m bench.deflate --idle 2000    # idle RSS per connection only
-    python -m bench.deflate --settings     # the per-socket compressor's window, memLevel and level
+    python -m bench.deflate --settings     # the context compressor's window, memLevel and level
+    python -m bench.deflate --sharing      # compressions per broadcast of the shared contexts
 
 ``--wire`` prepares each broadcast's frame once with the node's own code (``rfc6455.text_frame``,
 ``rfc7692.deflater(15).text_frame``) and writes it to every socket of a room of loopback socket
 pairs, drained by a child process, as the node's fan-out does; with context takeover each
-socket's ``rfc7692.ContextDeflater`` compresses the plain frame before its write. CPU is this
+socket's ``rfc7692.ContextDeflater`` compresses the plain frame before its write, with one cache
+per broadcast (the sockets sent the same share a compression). CPU is this
 process's user + system time per delivery; the three ways alternate, and the median of 3
 rounds is kept. Every message differs from the one before, as in a chat (a repeated message
 would cost a compressor with context next to nothing).
@@ -28,6 +30,12 @@ KB per connection.
 
 ``--settings`` sends the same chat lines through one compressor per zlib setting: bytes against
 plain, CPU per message, and the RSS a compressor holds once its window is full.
+
+``--sharing`` counts, with context takeover, the compressions per broadcast and the bytes against
+plain in rooms where every message is a broadcast_from by a random member (or a broadcast, with
+a long push of its own to a random member every third one), for the node's setting of
+``GROUP_MIN_HOLDERS`` and ``SMALL_CONTEXTS_KEPT`` and the one they replaced (2 and 1). No time
+is measured: the counts and bytes are the same on any machine.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from server.channels import rfc7692
 from server.channels.rfc6455 import Opcode, compressed_frame, text_frame, unmask
 from server.channels.rfc7692 import CONTEXT_LEVEL, CONTEXT_MEM_LEVEL, CONTEXT_WINDOW_BITS, ContextDeflater, deflater
 
@@ -183,26 +192,31 @@ def _read_back(frames: list[bytes], context: bool) -> list[bytes]:
 
 class _Way:
     """One way of sending a broadcast to a room: ``prepare`` it once, then write it to every
-    socket as it is, or through the socket's own compressor (``per_socket``)."""
+    socket as it is, or through the socket's ``ContextDeflater`` (``per_socket``)."""
 
     def __init__(self, name: str, prepare: Callable[[str], bytes], per_socket: bool) -> None:
         self.name = name
         self.prepare = prepare
         self.per_socket = per_socket
 
-    def compressors(self, room: int) -> list[Callable[[bytes], bytes]] | None:
-        return [ContextDeflater(15).compress_frame for _ in range(room)] if self.per_socket else None
+    def compressors(self, room: int) -> list[ContextDeflater] | None:
+        return [ContextDeflater(15) for _ in range(room)] if self.per_socket else None
 
     def frames(self, texts: list[str]) -> list[bytes]:
         """One socket's frames for ``texts``."""
-        (compress,) = self.compressors(1) or [lambda frame: frame]
-        return [compress(self.prepare(text)) for text in texts]
+        compressors = self.compressors(1)
+        if compressors is None:
+            return [self.prepare(text) for text in texts]
+        (compressor,) = compressors
+        frames = [compressor.compress_broadcast(self.prepare(text), {}) for text in texts]
+        compressor.release()
+        return frames
 
 
-def _fan_out(way: _Way, compressors: list[Callable[[bytes], bytes]] | None, texts: list[str], first: int,
+def _fan_out(way: _Way, compressors: list[ContextDeflater] | None, texts: list[str], first: int,
              writers: list[socket.socket], broadcasts: int) -> float:
     """CPU seconds for ``broadcasts`` broadcasts, ``texts`` in turn from ``first``, each prepared
-    once and written to every socket."""
+    once and written to every socket (with context: one cache per broadcast, as the node's)."""
     started = _cpu()
     for n in range(first, first + broadcasts):
         frame = way.prepare(texts[n % len(texts)])
@@ -210,8 +224,9 @@ def _fan_out(way: _Way, compressors: list[Callable[[bytes], bytes]] | None, text
             for sock in writers:
                 sock.send(frame)
         else:
-            for sock, compress in zip(writers, compressors, strict=True):
-                sock.send(compress(frame))
+            cache: dict[Any, Any] = {}
+            for sock, compressor in zip(writers, compressors, strict=True):
+                sock.send(compressor.compress_broadcast(frame, cache))
     return _cpu() - started
 
 
@@ -245,6 +260,9 @@ def wire(rooms: list[int], deliveries: int, rounds: int) -> list[dict[str, objec
                         cpu = _fan_out(way, compressors[way.name], texts, turn * broadcasts, writers[:room], broadcasts)
                         times[way.name].append(cpu / (broadcasts * room))
                 us = {way: statistics.median(values) * 1e6 for way, values in times.items()}
+                for room_compressors in compressors.values():
+                    for compressor in room_compressors or ():
+                        compressor.release()
                 record: dict[str, object] = {"message": name, "bytes": round(statistics.mean(map(len, texts))),
                                              "room": room}
                 for way in WAYS:
@@ -468,7 +486,7 @@ def idle(connections: int) -> list[dict[str, object]]:
     return results
 
 
-# ---- the per-socket compressor's settings ------------------------------------------------------------
+# ---- the context compressor's settings ----------------------------------------------------------------
 
 SETTINGS = [  # window bits, memLevel, level; the last is zlib's default (Phoenix's, and most servers')
     (11, 2, 1), (12, 1, 1), (12, 2, 1), (12, 2, 2), (12, 4, 1), (13, 2, 1), (15, 8, 1), (15, 8, 6)]
@@ -530,12 +548,62 @@ def _rss_per_compressor(texts: list[bytes], count: int, window_bits: int, mem_le
     return kb
 
 
+# ---- compressions per broadcast of the shared contexts --------------------------------------------------
+
+SHARING_ROOMS = (2, 3, 5, 10, 30, 100, 1000)
+
+
+def sharing(broadcasts: int = 300) -> list[dict[str, object]]:
+    """For each room size and way of talking, and each setting of the node's sharing rule (what
+    it is, and what it replaced), the mean compressions per broadcast after 50 broadcasts, and
+    the bytes against plain frames."""
+    results: list[dict[str, object]] = []
+    node_setting = (rfc7692.GROUP_MIN_HOLDERS, rfc7692.SMALL_CONTEXTS_KEPT)
+    try:
+        for talk in ("broadcast_from", "broadcast, a push every 3"):
+            for room in SHARING_ROOMS:
+                for setting in (node_setting, (2, 1)):
+                    rfc7692.GROUP_MIN_HOLDERS, rfc7692.SMALL_CONTEXTS_KEPT = setting
+                    made, ratio = _share(room, talk == "broadcast_from", broadcasts)
+                    results.append({"talk": talk, "room": room, "group_min_holders": setting[0],
+                                    "small_contexts_kept": setting[1], "compressions": round(made, 1),
+                                    "deliveries_per_compression": round((room - (talk == "broadcast_from")) / made, 1),
+                                    "bytes_ratio": round(ratio, 2)})
+                    print(json.dumps(results[-1]), flush=True)
+    finally:
+        rfc7692.GROUP_MIN_HOLDERS, rfc7692.SMALL_CONTEXTS_KEPT = node_setting
+    return results
+
+
+def _share(room: int, exclude_sender: bool, broadcasts: int) -> tuple[float, float]:
+    rng = random.Random(1)
+    lines = chat_lines(broadcasts)
+    sockets = [ContextDeflater(15) for _ in range(room)]
+    made, plain, sent = [], 0, 0
+    for n, line in enumerate(lines):
+        frame = text_frame(line)
+        left_out = rng.randrange(room) if exclude_sender else None
+        receivers = [compressor for k, compressor in enumerate(sockets) if k != left_out]
+        cache: dict[Any, Any] = {}
+        for compressor in receivers:
+            sent += len(compressor.compress_broadcast(frame, cache))
+        plain += len(frame) * len(receivers)
+        if not exclude_sender and n % 3 == 0:
+            rng.choice(sockets).compress_frame(text_frame(json.dumps({"history": lines[n:n + 3]})))
+        # Each compression made a context that its receivers moved to.
+        made.append(len({id(compressor.context) for compressor in receivers}))
+    for compressor in sockets:
+        compressor.release()
+    return statistics.mean(made[50:]), plain / sent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wire", action="store_true", help="bytes and CPU per delivery, the fan-out alone")
     parser.add_argument("--node", action="store_true", help="bytes and CPU per delivery on a real node")
     parser.add_argument("--idle", type=int, metavar="N", help="idle RSS per connection only, with N connections")
-    parser.add_argument("--settings", action="store_true", help="the per-socket compressor's zlib settings")
+    parser.add_argument("--settings", action="store_true", help="the context compressor's zlib settings")
+    parser.add_argument("--sharing", action="store_true", help="compressions per broadcast of the shared contexts")
     parser.add_argument("--rooms", default="1,2,100,1000", help="room sizes for --wire")
     parser.add_argument("--deliveries", type=int, default=50_000, help="deliveries per round and room (--wire)")
     parser.add_argument("--room", type=int, default=100, help="clients in the room (--node)")
@@ -543,9 +611,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds of shouting per round (--node)")
     args = parser.parse_args()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    every = not (args.wire or args.node or args.settings or args.idle is not None)
+    every = not (args.wire or args.node or args.settings or args.sharing or args.idle is not None)
     if args.settings or every:
         settings(compressors=500, lines=2000)
+    if args.sharing or every:
+        sharing()
     if args.wire or every:
         wire([int(r) for r in args.rooms.split(",")], args.deliveries, rounds=3)
     if args.node or every:

@@ -134,7 +134,7 @@ class Endpoint:
     drain_seconds: float = 2.0
     # permessage-deflate with clients that offer it (off, as in Phoenix): see README.
     compress: bool = False
-    # With compress: a compressor per socket, which remembers what it sent (see README).
+    # With compress: context takeover, a compressor per group of sockets sent the same (see README).
     deflate_context_takeover: bool = False
 
 

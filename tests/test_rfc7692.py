@@ -10,6 +10,7 @@ import random
 import time
 import tracemalloc
 import zlib
+from collections.abc import Callable
 
 import pytest
 
@@ -17,9 +18,12 @@ from bench.deflate import chat_lines
 from server.channels.rfc6455 import CloseCode, MessageReader, Opcode, ProtocolViolation, binary_frame, text_frame
 from server.channels.rfc7692 import (
     CONTEXT_WINDOW_BITS,
+    GROUP_MIN_HOLDERS,
     MIN_COMPRESSED,
+    SMALL_CONTEXTS_KEPT,
     Agreement,
     ContextDeflater,
+    DeflateContext,
     Deflater,
     Inflater,
     deflater,
@@ -166,7 +170,7 @@ def test_a_small_window_costs_about_what_the_default_does() -> None:
     assert cpu(Deflater(9)) < 5 * cpu(Deflater(15))
 
 
-# ---- a compressor per socket (context takeover) ---------------------------------------------------
+# ---- compressing with context takeover: a context shared by the sockets sent the same -----------
 
 def client_reads(frames: list[bytes], window_bits: int = 15) -> list[bytes]:
     """What a client that agreed on the server's context takeover reads from ``frames``: one
@@ -180,72 +184,297 @@ def client_reads(frames: list[bytes], window_bits: int = 15) -> list[bytes]:
     return messages
 
 
-def test_every_message_refers_back_and_reads_back_in_order() -> None:
-    """Chat lines, short replies and an empty message, each compressed (RSV1) but the empty
-    one: read back by one decompressor kept across them, and a chat line ~3x smaller."""
-    lines = chat_lines(200)
-    texts = [text for n, line in enumerate(lines) for text in
-             (line, f'[null,"{n}","phoenix","phx_reply",{{"status":"ok","response":{{}}}}]')] + [""]
-    compressor = ContextDeflater(15)
-    frames = [compressor.compress_frame(text_frame(text)) for text in texts]
-    assert client_reads(frames) == [text.encode() for text in texts]
-    assert [bool(frame[0] & 0x40) for frame in frames] == [True] * (len(texts) - 1) + [False]
-    chat = frames[2::2][-100:]
-    assert sum(len(text_frame(text)) for text in lines[-100:]) > 3 * sum(map(len, chat))
+def heartbeat_reply(n: int) -> str:
+    """A socket's own short message."""
+    return f'[null,"{n}","phoenix","phx_reply",{{"status":"ok","response":{{}}}}]'
 
 
-def test_one_plain_frame_serves_every_socket_whatever_each_sent_before() -> None:
-    """Broadcasts prepared once, plain, and compressed by each socket's own compressor, between
-    replies only one socket gets (a: every other broadcast, b: every third, c: none): each
-    client reads its own sequence."""
-    lines = chat_lines(50)
-    broadcasts = [text_frame(line) for line in lines]
-    sockets = {every: (ContextDeflater(15), [], []) for every in (2, 3, 0)}
-    for n, (line, broadcast) in enumerate(zip(lines, broadcasts, strict=True)):
-        for every, (compressor, frames, texts) in sockets.items():
-            if every and n % every == 0:
-                reply = f'[null,"{n}","room:lobby","phx_reply",{{"status":"ok","response":{{"every":{every}}}}}]'
-                frames.append(compressor.compress_frame(text_frame(reply)))
-                texts.append(reply.encode())
-            frames.append(compressor.compress_frame(broadcast))
-            texts.append(line.encode())
-    for _, frames, texts in sockets.values():
-        assert client_reads(frames) == texts
-    assert len({b"".join(frames) for _, frames, _ in sockets.values()}) == 3
+class Client:
+    """A socket compressing with context (its ``ContextDeflater``) and its client: one
+    decompressor kept for the whole run, which inflates only the frames with RSV1 set, as a
+    browser does. Every frame is read as it is sent, and must read back as what was sent."""
+
+    def __init__(self, window_bits: int = 15, kind: str = "v2") -> None:
+        self.window_bits = window_bits
+        self.kind = kind  # which of a broadcast's frames it gets (a serializer's, say)
+        self.deflater = ContextDeflater(window_bits)
+        self.inflater = zlib.decompressobj(-window_bits)
+        self.messages = 0
+
+    def reads(self, frame: bytes, text: str) -> bytes:
+        first, payload, rest = parse_server_frame(frame)
+        assert rest == b"" and first & 0x80
+        read = self.inflater.decompress(payload + TAIL) if first & 0x40 else payload
+        assert read == text.encode(), f"message {self.messages} to a {self.window_bits}-bit client"
+        self.messages += 1
+        return frame
+
+    def own(self, text: str) -> bytes:
+        return self.reads(self.deflater.compress_frame(text_frame(text)), text)
 
 
-def test_binary_and_long_messages_too() -> None:
-    compressor = ContextDeflater(15)
+def broadcast(clients: list[Client], texts: dict[str, str], in_the_middle: Callable[[], object] | None = None,
+              ) -> list[bytes]:
+    """One broadcast, as a node's fan-out makes it (pubsub.local_broadcast, then each socket's
+    PhoenixSocket.deliver): a frame prepared once per kind, one cache for every client; the
+    frame each client was sent. ``in_the_middle`` runs after the first client's delivery."""
+    frames = {kind: text_frame(text) for kind, text in texts.items()}
+    cache: dict[object, object] = {}
+    sent = []
+    for n, client in enumerate(clients):
+        sent.append(client.reads(client.deflater.compress_broadcast(frames[client.kind], cache), texts[client.kind]))
+        if n == 0 and in_the_middle is not None:
+            in_the_middle()
+    return sent
+
+
+def plain_bytes(texts: list[str]) -> int:
+    return sum(len(text_frame(text)) for text in texts)
+
+
+def compressions(clients: list[Client], before: dict[int, tuple[DeflateContext, int]]) -> tuple[int, int]:
+    """A broadcast's compressions, and the bound they keep (``ContextDeflater``): each
+    compression made a new context, and every client sent a compressed frame moved to one;
+    ``before``: each client's context and its holders before the broadcast."""
+    made = len({id(client.deflater.context) for client in clients})
+    groups = {id(context) for context, holders in before.values() if holders >= GROUP_MIN_HOLDERS}
+    return made, len(groups) + SMALL_CONTEXTS_KEPT + 1
+
+
+def contexts_of(clients: list[Client]) -> dict[int, tuple[DeflateContext, int]]:
+    return {id(client): (client.deflater.context, client.deflater.context.holders) for client in clients}
+
+
+def test_a_room_shares_one_context_and_its_chat_lines_shrink_3x() -> None:
+    """A room that was sent the same since it joined holds one context (its holders: the room),
+    whatever its size; heartbeats' replies in between go plain and leave it as it was."""
+    lines = chat_lines(300)
+    room = [Client() for _ in range(50)]
+    first_sent = []
+    for n, line in enumerate(lines):
+        first_sent.append(broadcast(room, {"v2": line})[0])
+        assert room[n % len(room)].own(heartbeat_reply(n))[0] == 0x80 | Opcode.TEXT
+    context = room[0].deflater.context
+    assert all(client.deflater.context is context for client in room) and context.holders == len(room)
+    assert plain_bytes(lines[-200:]) > 3 * sum(map(len, first_sent[-200:]))
+    for client in room:
+        client.deflater.release()
+    assert context.holders == 0
+
+
+def test_broadcasts_from_random_senders_cost_a_compression_per_6_deliveries_and_shrink_3x() -> None:
+    """Every message a broadcast_from in a room of 100: its sender, left out, keeps the context
+    the others left. Small contexts take turns keeping theirs; the others are sent the message
+    compressed alone and share a context again, so they do not grow in number."""
+    rng = random.Random(3)
+    lines = chat_lines(400)
+    room = [Client() for _ in range(100)]
+    sent = made = 0
+    for line in lines:
+        sender = rng.randrange(len(room))
+        receivers = room[:sender] + room[sender + 1:]
+        before = contexts_of(receivers)
+        sent += sum(map(len, broadcast(receivers, {"v2": line})))
+        count, bound = compressions(receivers, before)
+        assert count <= bound
+        made += count
+    assert len(lines) * (len(room) - 1) > 6 * made
+    assert plain_bytes(lines) * (len(room) - 1) > 2.9 * sent
+    for client in room:
+        client.deflater.release()
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_in_a_small_room_with_broadcast_from_each_keeps_its_own_context(size: int) -> None:
+    """Each is sent the others' lines: each holds its context alone and is compressed into (no
+    copy), so every line shrinks with the whole context, as in a user's own topic."""
+    lines = chat_lines(300)
+    room = [Client() for _ in range(size)]
+    sent: list[list[bytes]] = [[] for _ in room]
+    for n, line in enumerate(lines):
+        receivers = [k for k in range(size) if k != n % size]
+        for k, frame in zip(receivers, broadcast([room[k] for k in receivers], {"v2": line}), strict=True):
+            sent[k].append(frame)
+    assert [client.deflater.context.holders for client in room] == [1] * size
+    for k, client in enumerate(room):
+        heard = [line for n, line in enumerate(lines) if n % size != k]
+        assert plain_bytes(heard[-100:]) > 3 * sum(map(len, sent[k][-100:]))
+        client.deflater.release()
+
+
+def test_a_socket_s_own_message_in_the_middle_of_a_broadcast_stays_its_own() -> None:
+    """An app's hook may push to a socket during a broadcast's delivery (a handle_out that
+    crashes, and the terminate that pushes): the context it was just moved to, which the
+    broadcast's cache offers the others, must not carry that push to them; nor may a socket
+    still to be delivered to take the cache's result once it pushed."""
+    lines = chat_lines(4)
+    room = [Client() for _ in range(4)]
+    broadcast(room, {"v2": lines[0]})
+    long_push = history(0, 5)
+    assert len(long_push) >= MIN_COMPRESSED
+    # The first receiver, alone on the cache's result when it pushes, compresses into it.
+    broadcast(room, {"v2": lines[1]}, in_the_middle=lambda: room[0].own(long_push))
+    # A receiver still to come pushes: it leaves the context the others are moving from.
+    broadcast(room, {"v2": lines[2]}, in_the_middle=lambda: room[3].own(long_push))
+    broadcast(room, {"v2": lines[3]})
+    assert [client.messages for client in room] == [5, 4, 4, 5]
+    for client in room:
+        client.deflater.release()
+
+
+def test_own_messages_binary_and_long_ones_too() -> None:
+    deflater = ContextDeflater(15)
     data = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length
-    frames = [compressor.compress_frame(binary_frame(data)), compressor.compress_frame(text_frame(CHAT)),
-              compressor.compress_frame(binary_frame(data))]
+    frames = [deflater.compress_frame(binary_frame(data)), deflater.compress_frame(text_frame(CHAT)),
+              deflater.compress_frame(binary_frame(data))]
     assert frames[0][0] == 0x80 | 0x40 | Opcode.BINARY and frames[1][0] == 0x80 | 0x40 | Opcode.TEXT
     assert client_reads(frames) == [data, CHAT.encode(), data]
+    deflater.release()
 
 
 def test_a_message_that_would_not_shrink_is_compressed_all_the_same() -> None:
-    """Sent plain, it would leave the client's context behind the compressor's. It grows by
-    5 bytes per block of 256 symbols (memLevel 2): ~2 %."""
-    compressor = ContextDeflater(15)
+    """Sent plain, it would cost nothing here, but a long message of one's own is compressed
+    whatever it is. It grows by 5 bytes per block of 256 symbols (memLevel 2): ~2 %."""
+    deflater = ContextDeflater(15)
     data = os.urandom(4096)
-    frames = [compressor.compress_frame(binary_frame(data)), compressor.compress_frame(text_frame(CHAT))]
+    frames = [deflater.compress_frame(binary_frame(data)), deflater.compress_frame(text_frame(CHAT))]
     assert frames[0][0] & 0x40 and len(frames[0]) < len(data) * 1.03
     assert client_reads(frames) == [data, CHAT.encode()]
+    deflater.release()
 
 
 @pytest.mark.parametrize("window_bits", range(8, 16))
 def test_a_client_keeping_only_the_window_it_asked_for_reads_every_message(window_bits: int) -> None:
-    """References never reach further back than the window agreed on: a long conversation
-    read with exactly that window; 8 bits included, compressed with 9 (zlib's smallest)."""
+    """References never reach further back than the window agreed on: a long conversation of
+    broadcasts and messages of one's own, read with exactly that window; 8 bits included,
+    compressed with 9 (zlib's smallest)."""
     rng = random.Random(window_bits)
     words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randrange(3, 12))) for _ in range(400)]
     texts = [" ".join(rng.choice(words) for _ in range(rng.randrange(1, 200))) for _ in range(150)]
-    compressor = ContextDeflater(window_bits)
-    frames = [compressor.compress_frame(text_frame(text)) for text in texts]
+    room = [Client(window_bits) for _ in range(3)]
+    frames = []
+    for n, text in enumerate(texts):
+        frames.append(broadcast(room, {"v2": text})[0] if n % 3 else room[0].own(text))
     assert client_reads(frames, window_bits) == [text.encode() for text in texts]
     if window_bits > CONTEXT_WINDOW_BITS:  # a compressor may use less window than agreed
         with pytest.raises(zlib.error):
             client_reads(frames, CONTEXT_WINDOW_BITS - 1)
+    for client in room:
+        client.deflater.release()
+
+
+class Run:
+    """A node's compressing sockets driven at random: rooms, broadcasts to a room (some leaving
+    their sender out, as broadcast_from does) or to any few sockets, messages of a socket's own
+    (short and long, some in the middle of a broadcast's delivery, as an app's hook may push),
+    sockets that connect late, join, leave and close. Two kinds of frame per broadcast (V1's
+    and V2's, say) and several window sizes, in one cache per broadcast."""
+
+    WINDOWS = (15, 15, 15, 12, 10, 9, 8)
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.lines = chat_lines(3000, seed)
+        self.clients: list[Client] = []  # connected
+        self.everyone: list[Client] = []
+        self.rooms: list[list[Client]] = [[] for _ in range(4)]
+        self.roots = {bits: ContextDeflater(bits) for bits in set(self.WINDOWS)}
+        for probe in self.roots.values():
+            probe.release()
+        # What the roots held before the run (the sockets of other tests): the run's must add up.
+        self.held_before = {id(probe.context): probe.context.holders for probe in self.roots.values()}
+        # A room of its own: joined by its members at the start, sent only its broadcasts and
+        # heartbeats' replies, so it holds one context at the end.
+        self.quiet = [Client() for _ in range(8)]
+        for _ in range(20):
+            self.connect()
+        self.next_line = 0
+
+    def connect(self) -> Client:
+        client = Client(self.rng.choice(self.WINDOWS), self.rng.choice(("v1", "v2")))
+        self.clients.append(client)
+        self.everyone.append(client)
+        for room in self.rng.sample(self.rooms, self.rng.randint(1, 2)):
+            room.append(client)
+        return client
+
+    def texts(self) -> dict[str, str]:
+        line = self.lines[self.next_line % len(self.lines)]
+        self.next_line += 1
+        _, _, topic, event, payload = json.loads(line)
+        return {"v2": line, "v1": json.dumps({"topic": topic, "event": event, "payload": payload, "ref": None})}
+
+    def broadcast_checked(self, receivers: list[Client]) -> None:
+        """A broadcast, and its compressions within the bound, per kind and window size."""
+        before = contexts_of(receivers)
+        broadcast(receivers, self.texts())
+        for kind in ("v1", "v2"):
+            for root in {id(probe.context) for probe in self.roots.values()}:
+                alike = [c for c in receivers if c.kind == kind and id(self.root_of(c)) == root]
+                count, bound = compressions(alike, {id(c): before[id(c)] for c in alike})
+                assert count <= bound
+
+    def root_of(self, client: Client) -> DeflateContext:
+        return self.roots[client.window_bits].context
+
+    def step(self) -> None:
+        rng, choice = self.rng, self.rng.random()
+        if choice < 0.35:
+            room = rng.choice(self.rooms)
+            receivers = rng.sample(room, len(room))  # pubsub's order is a set's
+            if receivers and rng.random() < 0.4:
+                receivers.remove(rng.choice(receivers))  # broadcast_from
+            self.broadcast_checked(receivers)
+        elif choice < 0.45:
+            self.broadcast_checked(rng.sample(self.clients, rng.randint(1, min(5, len(self.clients)))))
+        elif choice < 0.55:
+            receivers = rng.sample(self.clients, rng.randint(1, len(self.clients)))
+            pushed_to = rng.choice(self.clients)
+            broadcast(receivers, self.texts(), in_the_middle=lambda: pushed_to.own(history(self.next_line, 4)))
+        elif choice < 0.67:
+            rng.choice(self.clients).own(heartbeat_reply(self.next_line))
+        elif choice < 0.75:
+            rng.choice(self.clients).own(history(self.next_line, rng.randint(3, 30)))
+        elif choice < 0.82:
+            self.connect()
+        elif choice < 0.88:
+            rng.choice(self.rooms).append(rng.choice(self.clients))
+        elif choice < 0.93:
+            room = rng.choice(self.rooms)
+            if room:
+                room.remove(rng.choice(room))
+        elif len(self.clients) > 5:
+            closed = self.clients.pop(rng.randrange(len(self.clients)))
+            closed.deflater.release()
+            for room in self.rooms:
+                while closed in room:
+                    room.remove(closed)
+        if rng.random() < 0.3:
+            self.broadcast_checked(rng.sample(self.quiet, len(self.quiet)))
+            rng.choice(self.quiet).own(heartbeat_reply(self.next_line))
+
+    def check_holders(self) -> None:
+        """Every context's holders: exactly the sockets on it (and a root's own count)."""
+        on: dict[int, list[Client]] = {}
+        for client in self.clients + self.quiet:
+            on.setdefault(id(client.deflater.context), []).append(client)
+        for key, clients in on.items():
+            assert clients[0].deflater.context.holders == len(clients) + self.held_before.get(key, 0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_at_random_every_client_reads_what_it_was_sent_and_holders_add_up(seed: int) -> None:
+    run = Run(seed)
+    for _ in range(2000):
+        run.step()
+        run.check_holders()
+    quiet = {id(client.deflater.context) for client in run.quiet}
+    assert len(quiet) == 1 and run.quiet[0].deflater.context.holders == len(run.quiet)
+    assert sum(client.messages for client in run.everyone) > 3000
+    for client in run.clients + run.quiet:
+        client.deflater.release()
+    assert [probe.context.holders for probe in run.roots.values()] == [
+        run.held_before[id(probe.context)] for probe in run.roots.values()]
 
 
 # ---- inflating what a client sends --------------------------------------------------------------

@@ -32,14 +32,18 @@ class ListTransport:
         self.closed: tuple[int, str] | None = None
 
         self.prepared = 0
+        # The cache of each broadcast whose frame came here, in order.
+        self.broadcast_caches: list[dict[Any, Any]] = []
 
     def prepare_frame(self, text: str) -> str:
         self.prepared += 1
         return text
 
-    def send_frame(self, frame: str) -> None:
+    def send_frame(self, frame: str, broadcast_cache: dict[Any, Any] | None = None) -> None:
         assert self.closed is None, f"sent {frame} after closing"
         self.sent.append(frame)
+        if broadcast_cache is not None:
+            self.broadcast_caches.append(broadcast_cache)
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -428,13 +432,31 @@ def test_broadcast_is_framed_once_per_serializer_and_frame_kind() -> None:
     assert sent[0] is sent[1] and sent[2] is sent[3] and sent[4] is sent[5]
 
 
+def test_a_broadcast_frame_comes_with_its_broadcast_s_cache_and_nothing_else_does() -> None:
+    """What a transport compressing with context needs: the same cache with a broadcast's frame
+    for every subscriber, a new one for the next broadcast, none with replies and pushes."""
+    pubsub = PubSub()
+    peers = [Peer(V2, pubsub) for _ in range(3)]
+    for peer in peers:
+        peer.send("1", "1", "room:1", "phx_join")
+        peer.send("2", "2", "echo:1", "phx_join")
+    assert [p.transport.broadcast_caches for p in peers] == [[], [], []]
+    peers[0].send("1", "3", "room:1", "shout", {"message": "one"})
+    peers[0].send("1", "4", "room:1", "shout", {"message": "two"})
+    peers[1].send("2", "5", "echo:1", "echo", {"message": "a push and a reply"})
+    first, second = peers[0].transport.broadcast_caches
+    assert first is not second
+    for peer in peers:
+        assert [id(cache) for cache in peer.transport.broadcast_caches] == [id(first), id(second)]
+
+
 def test_a_failing_subscriber_does_not_stop_the_others() -> None:
     pubsub = PubSub()
     bad, good = Peer(V2, pubsub), Peer(V2, pubsub)
     bad.send("1", "1", "room:1", "phx_join")
     good.send("1", "1", "room:1", "phx_join")
 
-    def explode(frame: str) -> None:
+    def explode(frame: str, broadcast_cache: dict[Any, Any] | None = None) -> None:
         raise OSError("gone")
 
     bad.transport.send_frame = explode  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ import asyncio
 import json
 import socket
 import zlib
-from typing import Callable
+from typing import Any, Callable
 
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
@@ -80,7 +80,8 @@ async def test_with_context_takeover_chat_lines_are_3x_smaller_and_read_back(
         start_node: Callable[..., ServerProcess]) -> None:
     """A raw client inflating every compressed frame with one decompressor, as it agreed to: the
     join's reply, presence's push and diffs, 100 chat lines, a heartbeat's reply and a pong in
-    between (a control frame: never compressed), in the order the node wrote them."""
+    between (a control frame: never compressed), in the order the node wrote them. Broadcasts
+    come compressed, whatever their size; the socket's own short messages plain."""
     node = start_node(endpoint=CONTEXT)
     sock, extensions = deflate_socket(node.port)
     assert extensions == "permessage-deflate"
@@ -98,6 +99,7 @@ async def test_with_context_takeover_chat_lines_are_3x_smaller_and_read_back(
 
     inflater = zlib.decompressobj(-15)
     messages: list[list[object]] = []
+    compressed: list[bool] = []
     shout_bytes = plain_bytes = 0
     pong = None
     # The ping and the heartbeat race the shouts pushed by another client: read until all came.
@@ -108,8 +110,9 @@ async def test_with_context_takeover_chat_lines_are_3x_smaller_and_read_back(
             assert first == 0x8A  # no RSV1
             pong = payload
             continue
-        assert first == 0xC1, hex(first)  # every message compressed, the shortest too
-        text = inflater.decompress(payload + b"\x00\x00\xff\xff")
+        assert first in (0x81, 0xC1), hex(first)
+        compressed.append(first == 0xC1)
+        text = inflater.decompress(payload + b"\x00\x00\xff\xff") if compressed[-1] else payload
         messages.append(json.loads(text))
         if messages[-1][3] == "shout":
             shout_bytes += 2 + len(payload)
@@ -118,6 +121,8 @@ async def test_with_context_takeover_chat_lines_are_3x_smaller_and_read_back(
     events = [m[3] for m in messages]
     assert events[:2] == ["phx_reply", "presence_state"] and "presence_diff" in events
     assert ["hb", "phx_reply", {"status": "ok", "response": {}}] in [[m[1], m[3], m[4]] for m in messages]
+    assert all(was for was, m in zip(compressed, messages, strict=True) if m[3] in ("shout", "presence_diff"))
+    assert not any(was for was, m in zip(compressed, messages, strict=True) if m[1] == "hb")
     assert [m[4] for m in messages if m[3] == "shout"] == payloads
     assert plain_bytes > 3 * shout_bytes, (plain_bytes, shout_bytes)
     for payload in payloads:  # Tornado's client keeps the server's context too
@@ -125,6 +130,79 @@ async def test_with_context_takeover_chat_lines_are_3x_smaller_and_read_back(
     for client in (tornado_client, plain):
         client.close()
     sock.close()
+    node.assert_clean()
+
+
+class InflatingClient:
+    """A raw client that agreed on the server's context takeover, joined to ``topic``: one
+    decompressor for the whole connection, which inflates only the frames with RSV1 set, as a
+    browser does."""
+
+    def __init__(self, port: int, topic: str = "room:1") -> None:
+        self.sock, extensions = deflate_socket(port)
+        assert extensions == "permessage-deflate"
+        self.raw = RawWebSocket(self.sock)
+        self.inflater = zlib.decompressobj(-15)
+        self.topic = topic
+        self.pushed = 0
+        self.send("phx_join", {})
+        self.read_until("welcome")  # after the join's reply
+
+    def send(self, event: str, payload: dict[str, Any], topic: str | None = None) -> str:
+        self.pushed += 1
+        ref = str(self.pushed)
+        self.raw.send_text(json.dumps(["1", ref, topic or self.topic, event, payload]))
+        return ref
+
+    def read_until(self, event: str, payload: object = None) -> list[tuple[bool, list[Any]]]:
+        """Each message read (compressed or not, and what it says) up to the first ``event``
+        (with ``payload``, if given)."""
+        messages = []
+        while True:
+            first, data = read_frame(self.sock)
+            assert first & 0x0F == 0x1, hex(first)
+            compressed = bool(first & 0x40)
+            message = json.loads(self.inflater.decompress(data + b"\x00\x00\xff\xff") if compressed else data)
+            messages.append((compressed, message))
+            if message[3] == event and payload in (None, message[4]):
+                return messages
+
+
+def test_with_context_takeover_sockets_that_drift_apart_read_every_message(
+        start_node: Callable[..., ServerProcess]) -> None:
+    """Sockets that share compressors and drift apart: each broadcast_from leaves its sender
+    out; one socket joins late; one is sent a long push of its own; shouts pass each socket's
+    handle_out; heartbeats' replies in between. Every client inflates every message with the
+    one decompressor it keeps, and the chat lines it is told come compressed."""
+    node = start_node(endpoint=CONTEXT, app="tests.apps.api_app")
+    clients = [InflatingClient(node.port) for _ in range(3)]
+    told = 0
+    for n, payload in enumerate(chat_payloads(40)):
+        if n == 10:
+            clients.append(InflatingClient(node.port))
+        sender = clients[n % len(clients)]
+        sender.send("tell_others", payload)
+        for client in clients:
+            if client is not sender:
+                messages = client.read_until("told", payload)
+                assert messages[-1][0], "a chat line told with context is compressed"
+                told += 1
+        if n % 5 == 0:
+            shout = {"message": f"shout {n}"}
+            clients[1].send("shout", shout)
+            for client in clients:
+                assert client.read_until("shout")[-1][1][4]["message"] == shout["message"]
+        if n % 4 == 0:
+            ref = clients[2].send("heartbeat", {}, topic="phoenix")
+            assert clients[2].read_until("phx_reply")[-1][1][1] == ref
+        if n == 15:
+            long_push = {"after": 0, "note": LONG}
+            clients[0].send("remind", long_push)
+            compressed, reminder = clients[0].read_until("reminder")[-1]
+            assert compressed and reminder[4] == long_push
+    assert told == 10 * 2 + 30 * 3
+    for client in clients:
+        client.sock.close()
     node.assert_clean()
 
 

@@ -9,10 +9,17 @@ The server compresses in one of two ways, chosen by ``endpoint.deflate_context_t
   after each message empties its window and ends the message on a byte boundary, which is
   what a message compressed alone needs (RFC 7692 7.2.1). A short message gains almost
   nothing alone, so it goes uncompressed (``MIN_COMPRESSED``).
-- per socket (context takeover, as Phoenix does): each socket keeps a compressor
-  (``ContextDeflater``) whose window holds what it sent before, so a chat-sized message,
-  which repeats most of the ones before it, shrinks several times; at one compression per
-  socket per message and a compressor's memory per socket (bench/README.md).
+- with context (context takeover, as Phoenix does): a message may refer back into the ones
+  the socket was sent before, so a chat-sized message, which repeats most of the ones before
+  it, shrinks several times (bench/README.md). A compressor's output depends only on its
+  state, so the sockets that were sent the same compressed messages share one compressor
+  (a ``DeflateContext``), and a broadcast is compressed once per such group, not per socket;
+  each socket's ``ContextDeflater`` knows which context its client's window matches. A
+  message compressed alone refers to nothing, so it is read right by any socket: sockets that
+  drifted apart (one was left out of a broadcast, one was sent a long push of its own) get
+  a broadcast compressed alone and share a context again. A socket that was sent nothing
+  compressed holds no compressor, and one that is sent a short message of its own (under
+  ``MIN_COMPRESSED``) gets it plain, leaving its context as it was.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import functools
 import re
 import zlib
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from .rfc6455 import CloseCode, Opcode, ProtocolViolation, binary_frame, compressed_frame, frame_payload, text_frame
 
@@ -31,14 +38,16 @@ _TAIL = b"\x00\x00\xff\xff"
 # The largest deflate window (15 bits): how far back a client's message may refer.
 _WINDOW = 1 << zlib.MAX_WBITS
 # A message shorter than this is sent as it is: a small JSON message compressed alone saves a
-# few bytes for several microseconds of CPU (bench/README.md, "permessage-deflate").
+# few bytes for several microseconds of CPU (bench/README.md, "permessage-deflate"). With
+# context, only a broadcast is compressed whatever its size: a socket's own short message (a
+# heartbeat's reply) would cost a compressor of its own for a few bytes.
 MIN_COMPRESSED = 256
 # zlib cannot compress raw deflate with a 256-byte window; a 512-byte one never reaches further
 # back than 250 bytes (its window minus MIN_LOOKAHEAD), so it suits a client that asked for 8.
 _SMALLEST_ZLIB_WINDOW = 9
-# A per-socket compressor: a 4 KB window, a small hash table, zlib's fastest level. A chat
+# A compressor with context: a 4 KB window, a small hash table, zlib's fastest level. A chat
 # message repeats mostly the last few it follows, which 4 KB holds; a larger window shrinks
-# them a little more for much more memory per socket (bench/README.md, "permessage-deflate").
+# them a little more for much more memory per context (bench/README.md, "permessage-deflate").
 CONTEXT_WINDOW_BITS = 12
 CONTEXT_MEM_LEVEL = 2
 CONTEXT_LEVEL = 1
@@ -56,7 +65,7 @@ class Agreement(NamedTuple):
     response: str
     server_window_bits: int
     client_context_takeover: bool
-    # True: the server compresses with a compressor per socket (``ContextDeflater``).
+    # True: the server compresses with context (``ContextDeflater``).
     server_context_takeover: bool
 
 
@@ -168,33 +177,146 @@ def deflater(window_bits: int) -> Deflater:
     return Deflater(window_bits)
 
 
-class ContextDeflater:
-    """One socket's compressor, with context takeover: a message may refer back into the ones
-    this socket sent before it. A sync flush ends each message on a byte boundary and keeps the
-    window. The client inflates them in the order it reads them, so they must be compressed in
-    the order they are written, and every message compressed must be sent (``WebSocket``
-    compresses a frame as it joins the outbox). Every message is compressed: one sent plain
-    after being compressed would leave the client's context behind this one's, and a short one
-    is where the context gains most."""
+class _Compressor(Protocol):
+    """What a ``DeflateContext`` asks of its ``zlib.compressobj``."""
 
-    __slots__ = ("_compressor",)
+    def compress(self, data: bytes, /) -> bytes: ...
+
+    def flush(self, mode: int, /) -> bytes: ...
+
+    def copy(self) -> _Compressor: ...
+
+
+class DeflateContext:
+    """A compressor's state with context takeover, and ``holders``: how many sockets' clients
+    hold exactly that state's window, having been sent the same compressed messages since it
+    began. A message compressed from it is read right by each of them.
+
+    A context never changes while a socket holds it: compressing makes a new context (with a
+    fork of the compressor, or with the compressor itself when its sole holder moves on, which
+    spends this one), so a broadcast's result cached for the other holders stays what they need."""
+
+    __slots__ = ("_compressor", "holders")
+
+    def __init__(self, compressor: _Compressor, holders: int = 0) -> None:
+        self._compressor = compressor
+        self.holders = holders
+
+    def compress(self, payload: bytes, sole_holder: bool) -> tuple[bytes, DeflateContext]:
+        """``payload`` compressed from this state (without the tail, a sync flush ending it on a
+        byte boundary), and the context after it. ``sole_holder``: the one socket that holds
+        this context is moving on, so its compressor goes on into the new context, not a copy;
+        this one is spent (no holders, and no socket may take it again)."""
+        compressor = self._compressor if sole_holder else self._compressor.copy()
+        compressed = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return compressed[:-len(_TAIL)], DeflateContext(compressor)
+
+
+@functools.cache
+def _root_context(window_bits: int) -> DeflateContext:
+    """Where every socket of a window size starts: a fresh compressor that is never compressed
+    into (it counts as a holder of its own, so holders never fall to 1), so a message compressed
+    from it refers to nothing before it, and is read right by any socket, whatever it was sent
+    before. A socket on it holds no compressor memory."""
+    return DeflateContext(zlib.compressobj(CONTEXT_LEVEL, zlib.DEFLATED, -window_bits, CONTEXT_MEM_LEVEL), holders=1)
+
+
+# A context that at least this many sockets hold is compressed from for each broadcast they get
+# (a fork, the result cached for them all): worth a compression of its own. Below it, contexts
+# take turns: per broadcast and window size, the first SMALL_CONTEXTS_KEPT of them met keep
+# theirs; the others are sent the message compressed alone, and share a context from then on.
+# Without the turns, the sockets left out of a broadcast (the sender of each broadcast_from,
+# one sent a long push of its own) split off, merge in small groups, and those grow in number,
+# each a compression per broadcast. A higher threshold costs bytes: more sockets are sent
+# messages compressed alone (bench/README.md, "permessage-deflate": --sharing).
+GROUP_MIN_HOLDERS = 6
+# Two, not one: two sockets each on its own context (a room of three with broadcast_from) would
+# otherwise have one of them sent every message compressed alone, for no compression saved.
+SMALL_CONTEXTS_KEPT = 2
+# With a root and a broadcast's frame, the key of the broadcast's cache (see pubsub) that counts
+# the small contexts of that window size that kept theirs.
+_SMALL_CONTEXTS_KEPT = object()
+
+
+class ContextDeflater:
+    """One socket's compressing with context takeover: which ``DeflateContext`` its client's
+    window matches. A message may refer back into the ones this socket sent before it.
+
+    The client inflates compressed messages in the order it reads them, so they must be
+    compressed in the order they are written, and every message compressed must be sent
+    (``WebSocket`` compresses a frame as it joins the outbox). A plain message (RSV1 clear)
+    never enters the client's window, so a socket may send one at any time.
+
+    Sockets that were sent the same compressed messages share a context, so a broadcast to a
+    room is compressed once per context, not once per socket (``compress_broadcast``). Each
+    broadcast costs, per window size, a compression per context held by ``GROUP_MIN_HOLDERS``
+    sockets or more, and at most ``SMALL_CONTEXTS_KEPT`` + 1 more: for the smaller contexts
+    that keep theirs, and for the rest, sent it compressed alone (from the root), who then
+    share a context again."""
+
+    __slots__ = ("_root", "context")
 
     def __init__(self, window_bits: int) -> None:
         # Fewer bits than agreed is always readable: the client keeps at least as much window.
-        bits = max(min(window_bits, CONTEXT_WINDOW_BITS), _SMALLEST_ZLIB_WINDOW)
-        self._compressor = zlib.compressobj(CONTEXT_LEVEL, zlib.DEFLATED, -bits, CONTEXT_MEM_LEVEL)
+        self._root = _root_context(max(min(window_bits, CONTEXT_WINDOW_BITS), _SMALLEST_ZLIB_WINDOW))
+        self.context = self._root
+        self._root.holders += 1
 
     def compress_frame(self, frame: bytes) -> bytes:
-        """A data frame as ``rfc6455`` builds it (``text_frame``, ``binary_frame``: prepared
-        once, shared by plain sockets), compressed with this socket's context."""
+        """This socket's own data frame (a reply, a push) as ``rfc6455`` builds it, compressed
+        with its context; under ``MIN_COMPRESSED`` bytes it goes plain, so a heartbeat's reply
+        forks no shared context."""
         opcode, payload = frame_payload(frame)
-        if not payload:
-            # Plain, as it adds nothing to the context, and needs no flush: zlib declines a
-            # flush that follows another with no input between them (deflate.c).
-            return frame
-        compressor = self._compressor
-        compressed = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        return compressed_frame(opcode, compressed[:-len(_TAIL)])
+        return frame if len(payload) < MIN_COMPRESSED else self._compress_own(opcode, payload)
+
+    def compress_broadcast(self, frame: bytes, cache: dict[Any, Any]) -> bytes:
+        """A broadcast's frame, prepared once (plain) for every socket, compressed with this
+        socket's context. ``cache`` is the broadcast's (one per broadcast, shared by its
+        subscribers): it keeps, per context, the compressed frame and the context after it, for
+        the other sockets that hold the same context."""
+        source = self.context
+        result: tuple[bytes, DeflateContext] | None = cache.get((source, frame))
+        # A result whose holders all left is not taken: it may be spent (its socket sent a frame
+        # of its own in the middle of the broadcast, from an app's hook, and took it on).
+        if result is None or not result[1].holders:
+            opcode, payload = frame_payload(frame)
+            if not payload:
+                # Plain, as it adds nothing to the context, and needs no flush: zlib declines a
+                # flush that follows another with no input between them (deflate.c).
+                return frame
+            if source.holders < GROUP_MIN_HOLDERS:
+                kept_key = (_SMALL_CONTEXTS_KEPT, self._root, frame)
+                kept = cache.get(kept_key, 0)
+                if kept < SMALL_CONTEXTS_KEPT:
+                    cache[kept_key] = kept + 1
+                    if source.holders == 1:
+                        # No copy: a socket alone in its room on this node (a user's topic, a
+                        # room of two across nodes) keeps its context at a compression a message.
+                        return self._compress_own(opcode, payload)
+                else:
+                    source = self._root
+                    result = cache.get((source, frame))
+            if result is None or not result[1].holders:
+                compressed, after = source.compress(payload, sole_holder=False)
+                result = cache[source, frame] = (compressed_frame(opcode, compressed), after)
+        self._move_to(result[1])
+        return result[0]
+
+    def release(self) -> None:
+        """The socket is closed: it holds its context no more (and sends nothing after)."""
+        self.context.holders -= 1
+
+    def _compress_own(self, opcode: int, payload: bytes) -> bytes:
+        """``payload`` compressed with this socket's context, which it then holds alone."""
+        context = self.context
+        compressed, after = context.compress(payload, sole_holder=context.holders == 1)
+        self._move_to(after)
+        return compressed_frame(opcode, compressed)
+
+    def _move_to(self, context: DeflateContext) -> None:
+        self.context.holders -= 1
+        context.holders += 1
+        self.context = context
 
 
 class Inflater:

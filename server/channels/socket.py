@@ -38,13 +38,17 @@ class Transport(Protocol):
     """Moves frames. ``prepare_frame`` turns a frame's text into what ``send_frame`` takes,
     so a broadcast is prepared once and the same object goes to every socket whose transport
     has the same ``frame_kind`` (None, or how its frames differ: compressed with a given
-    window, say); a transport may still change it on the way (a compressor of its own)."""
+    window, say); a transport may still change it on the way (compressed with context)."""
 
     frame_kind: Hashable | None
 
     def prepare_frame(self, text: str) -> Any: ...
 
-    def send_frame(self, frame: Any) -> None: ...
+    def send_frame(self, frame: Any, broadcast_cache: dict[Any, Any] | None = None) -> None:
+        """``broadcast_cache``: given with a broadcast's frame, the broadcast's cache (see
+        pubsub), where a transport that changes the frame on the way keeps what it made of it
+        for the other subscribers' transports. One method for both, so a plain transport's
+        delivery costs no call more."""
 
     def close(self, code: CloseCode, reason: str) -> None: ...
 
@@ -276,7 +280,7 @@ class PhoenixSocket:
                 log.error("broadcast of %s on %s not delivered: %s", message.event, message.topic, exc)
                 return
             frame = cache[self._frame_key] = self.transport.prepare_frame(text)
-        self.transport.send_frame(frame)
+        self.transport.send_frame(frame, cache)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 

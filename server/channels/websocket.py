@@ -25,7 +25,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Hashable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from tornado.escape import parse_qs_bytes
@@ -306,7 +306,9 @@ class WebSocket(asyncio.Protocol):
     prepare_frame = staticmethod(text_frame)
     prepare_binary_frame = staticmethod(binary_frame)
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, broadcast_cache: dict[Any, Any] | None = None) -> None:
+        """``broadcast_cache``: with a broadcast's frame, the broadcast's cache (see pubsub), for
+        a subclass that changes frames on the way; this class sends the frame as it is."""
         if self._close_sent or self.transport is None:
             return
         if self._outbox is None:
@@ -407,11 +409,11 @@ class SharedDeflateWebSocket(DeflateWebSocket):
 
 
 class ContextDeflateWebSocket(DeflateWebSocket):
-    """Every message compressed by this socket's own compressor, which remembers what it sent
-    (``rfc7692.ContextDeflater``). Its frames are prepared plain, as a plain socket's (a
-    broadcast's is shared with them), and compressed as they join the outbox: the outbox is
-    written in order, so the client inflates them in the order they were compressed, whenever
-    they were prepared."""
+    """Messages compressed with context takeover, with a compressor that the sockets sent the
+    same messages share (``rfc7692.ContextDeflater``). Its frames are prepared plain, as a plain
+    socket's (a broadcast's is shared with them), and compressed as they join the outbox: the
+    outbox is written in order, so the client inflates them in the order they were compressed,
+    whenever they were prepared."""
 
     __slots__ = ("_deflater",)
 
@@ -420,10 +422,17 @@ class ContextDeflateWebSocket(DeflateWebSocket):
         self._deflater = rfc7692.ContextDeflater(agreement.server_window_bits)
         super().__init__(registry, endpoint, peer, handover, new_handler, agreement)
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, broadcast_cache: dict[Any, Any] | None = None) -> None:
         # Nothing is compressed that will not be sent: the client's context would miss it.
         if not self._close_sent and self.transport is not None:
-            super().send_frame(self._deflater.compress_frame(frame))
+            super().send_frame(self._deflater.compress_frame(frame) if broadcast_cache is None
+                               else self._deflater.compress_broadcast(frame, broadcast_cache))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The transport is gone: nothing more is sent, so nothing compressed (what a channel's
+        # terminate pushes is dropped).
+        super().connection_lost(exc)
+        self._deflater.release()
 
 
 def deflate_class(agreement: rfc7692.Agreement) -> type[DeflateWebSocket]:

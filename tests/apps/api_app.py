@@ -3,7 +3,7 @@
 ``room:*``: the join answers with the connection's user id and pushes ``welcome`` right after
 its reply (``send_after(0, ...)``); ``whoami`` replies with the assigns; ``shout`` broadcasts,
 and each subscriber's copy passes ``handle_out`` (``to`` added, dropped for users who muted
-the sender); ``remind`` pushes a ``reminder`` later unless ``forget`` cancels it; ``crash`` is
+the sender); ``tell_others`` broadcasts ``told`` to everyone but the sender; ``remind`` pushes a ``reminder`` later unless ``forget`` cancels it; ``crash`` is
 a bug. Every end is recorded in ``ENDED`` for in-process tests.
 """
 
@@ -32,6 +32,9 @@ class RoomChannel(Channel):
             return Reply.ok(dict(self.assigns))
         if event == "shout":
             self.broadcast("shout", {**payload, "from": self.assigns.get("user_id")})
+            return None
+        if event == "tell_others":
+            self.broadcast_from("told", payload)
             return None
         if event == "remind":
             self.reminder = self.send_after(payload["after"], ("reminder", payload))

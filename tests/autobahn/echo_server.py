@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compress", action="store_true", help="agree on permessage-deflate when offered")
     parser.add_argument("--context-takeover", action="store_true",
-                        help="with --compress: a compressor per socket (endpoint.deflate_context_takeover)")
+                        help="with --compress: context takeover (endpoint.deflate_context_takeover)")
     # Autobahn's 9.* cases send messages of up to 16 MiB.
     parser.add_argument("--max-frame-size", type=int, default=16 * 1024 * 1024 + 1024)
     args = parser.parse_args()

@@ -132,7 +132,7 @@ class _Transport:
         self.frames = 0
         self.closed: int | None = None
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, broadcast_cache: dict[Any, Any] | None = None) -> None:
         if self.closed is not None:
             raise Crash("sent a frame after closing")
         self.frames += 1
