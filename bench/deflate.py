@@ -53,7 +53,6 @@ import struct
 import sys
 import tempfile
 import time
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -338,16 +337,6 @@ def _push(ref: int, payload: dict[str, str]) -> bytes:
     return _client_frame(json.dumps(["1", str(ref), TOPIC, "shout", payload], separators=(",", ":")).encode(), False)
 
 
-def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        lines = response.read().decode().splitlines()
-    return {name: float(value) for name, _, value in (line.partition(" ") for line in lines if line[:1] != "#")}
-
-
-_SENT = "gossipy_websocket_messages_sent_total"
-_WRITTEN = "gossipy_websocket_written_bytes_total"
-
-
 # ---- bytes and CPU per delivery: a real node ---------------------------------------------------
 
 NODE_WAYS = {  # the node's endpoint settings, what its clients offer
@@ -383,14 +372,14 @@ def node(room: int, rate: int, seconds: float, rounds: int) -> list[dict[str, ob
                 sent = 0
                 for _ in range(rounds):
                     for way, running in nodes.items():
-                        before, cpu_before = _metrics(running.port), procs.cpu_seconds(running.proc.pid)
+                        before, cpu_before = running.metrics(), procs.cpu_seconds(running.proc.pid)
                         shouts = _shout(senders[way], payloads, sent, rate, seconds)
                         sent += shouts
                         # Each shout reaches the room and its sender.
-                        after = _delivered(running.port, before[_SENT] + shouts * (room + 1))
+                        after = _delivered(running, before[systems.MESSAGES_SENT] + shouts * (room + 1))
                         cpu = procs.cpu_seconds(running.proc.pid) - cpu_before
-                        deliveries = after[_SENT] - before[_SENT]
-                        measured[way].append((cpu / deliveries * 1e6, (after[_WRITTEN] - before[_WRITTEN]) / deliveries))
+                        deliveries = after[systems.MESSAGES_SENT] - before[systems.MESSAGES_SENT]
+                        measured[way].append((cpu / deliveries * 1e6, (after[systems.BYTES_WRITTEN] - before[systems.BYTES_WRITTEN]) / deliveries))
             plain_us = statistics.median(us for us, _ in measured["plain"])
             plain_bytes = statistics.median(b for _, b in measured["plain"])
             for way, values in measured.items():
@@ -428,11 +417,11 @@ def _shout(sender: socket.socket, payloads: list[dict[str, str]], first: int, ra
     return _shouts(rate, seconds)
 
 
-def _delivered(port: int, messages: float) -> dict[str, float]:
+def _delivered(node: systems.RunningServer, messages: float) -> dict[str, float]:
     """The node's metrics once it has sent ``messages`` messages in all."""
     def probe() -> dict[str, float] | None:
-        metrics = _metrics(port)
-        return metrics if metrics[_SENT] >= messages else None
+        metrics = node.metrics()
+        return metrics if metrics[systems.MESSAGES_SENT] >= messages else None
     result: dict[str, float] = procs.wait_for("the node to deliver every shout", probe, 60)
     return result
 

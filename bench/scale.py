@@ -51,7 +51,6 @@ from bench.results import Results, log  # noqa: E402
 SWARM = os.path.join(loadgen.JS_DIR, "swarm.js")
 MARGIN = 300        # descriptors a process keeps for what is not a client socket (peers, logs, HTTP)
 HEARTBEAT_S = 30.0  # phoenix.js's heartbeat interval, which swarm.js uses
-SENT_METRIC = "gossipy_websocket_messages_sent_total"
 # Each generator binds its clients to an address of its own, the next of the run's: swarm.js
 # picks their ports itself, and a fresh address has none left in TIME_WAIT by an earlier part.
 SOURCE_ADDRESSES = itertools.cycle(systems.ADDRESSES["scale-clients"])
@@ -285,7 +284,7 @@ class Scale:
         generators go on and every client must have it, once."""
         api = Api(system.nodes[0], self.key)
         def written() -> float:
-            return sum(n.metrics()[SENT_METRIC] for n in system.nodes)
+            return sum(n.metrics()[systems.MESSAGES_SENT] for n in system.nodes)
         swarms.signal(signal.SIGSTOP)
         try:
             time.sleep(0.5)

@@ -70,6 +70,11 @@ def node_config(path: str, host: str, port: int, extra: dict[str, dict[str, Any]
     return path
 
 
+# Two of a node's /metrics (RunningServer.metrics): websocket messages and bytes written to clients.
+MESSAGES_SENT = "gossipy_websocket_messages_sent_total"
+BYTES_WRITTEN = "gossipy_websocket_written_bytes_total"
+
+
 class RunningServer:
     """One server process (a node, or a node of the Redis way) and where it serves."""
 
