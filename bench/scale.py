@@ -32,6 +32,7 @@ import math
 import os
 import secrets
 import signal
+import socket
 import statistics
 import sys
 import threading
@@ -255,7 +256,7 @@ class Scale:
         try:
             for i in range(args.broadcasts):
                 time.sleep(1.0)
-                cpu0, gen0 = sum(system.cpu_seconds().values()), swarms.cpu_seconds()
+                cpu0, kernel0, gen0 = sum(system.cpu_seconds().values()), system.system_seconds(), swarms.cpu_seconds()
                 sent = api.broadcast("room:scale", "scale", {"id": str(i)})
                 got = wait_receipts(swarms, "scale", [str(i)], joined, args.fanout_timeout)[str(i)]
                 times = [t - sent for t in got["times"]]
@@ -264,6 +265,7 @@ class Scale:
                              "p50_ms": round(quantile(times, 0.5) or 0, 1),
                              "last_ms": round(times[-1], 1) if times else None,
                              "nodes_cpu_s": round(sum(system.cpu_seconds().values()) - cpu0, 3),
+                             "nodes_kernel_s": round(system.system_seconds() - kernel0, 3),
                              "generators_cpu_s": round(swarms.cpu_seconds() - gen0, 3)})
                 log(f"broadcast {i + 1}: {len(times):,}/{joined:,} received, last after {runs[-1]['last_ms']} ms")
         finally:
@@ -302,6 +304,37 @@ class Scale:
                   "received_after": len(got["times"]), "dup": got["dup"]}
         log(f"broadcast with the clients stopped: {int(done):,}/{joined:,} written to their sockets "
             f"after {record['all_written_ms']} ms; then {len(got['times']):,} received")
+        return record
+
+    def send_floor(self, rounds: int = 3) -> dict[str, Any]:
+        """What one small delivery costs the kernel here, with no server: a bare ``send()`` of a
+        62-byte frame to each of many idle loopback connections, in this process. On loopback
+        the sender's CPU also carries the receiving side's TCP work, so this is the floor under
+        any server's broadcast on this machine: N deliveries take at least N times this much
+        CPU, spread over the cores."""
+        pairs = min(9000, (self.fd_limit - MARGIN) // 2)
+        frame = b"\x81\x3c" + b"x" * 60
+        with socket.create_server(("127.0.0.1", 0), backlog=socket.SOMAXCONN) as listener:
+            clients, servers = [], []
+            try:
+                for _ in range(pairs):
+                    clients.append(socket.create_connection(listener.getsockname()))
+                    servers.append(listener.accept()[0])
+                per_send = []
+                for _ in range(rounds):
+                    cpu0 = procs.cpu_seconds(os.getpid())
+                    for server in servers:
+                        server.send(frame)
+                    per_send.append((procs.cpu_seconds(os.getpid()) - cpu0) / pairs * 1e6)
+                    for client in clients:
+                        client.recv(4096)
+            finally:
+                for sock in clients + servers:
+                    sock.close()
+        record = {"part": "floor", "connections": pairs, "frame_bytes": len(frame),
+                  "send_cpu_us": round(statistics.median(per_send), 2), "rounds_us": [round(x, 2) for x in per_send]}
+        log(f"floor: a bare send() of a {len(frame)}-byte frame on loopback costs {record['send_cpu_us']} us of CPU "
+            f"({pairs:,} connections, the median of {rounds} rounds)")
         return record
 
     # ---- 2 and 3. the cluster: POST to delivery, then the storm ----------------------------------
@@ -424,6 +457,8 @@ class Scale:
             somaxconn = int(f.read())
         self.results.emit({"part": "meta", "machine": procs.machine(), "fd_limit": self.fd_limit, "somaxconn": somaxconn,
                    "args": vars(args)})
+        if args.connections:
+            self.results.emit(self.send_floor())
         sources = [("after", REPO)]
         if args.before:
             sources.insert(0, ("before", systems.source_at(args.before, self.outdir)))
@@ -449,7 +484,12 @@ def summary(records: list[dict[str, Any]]) -> str:
                      f"| {r['source']} | hold | RSS per connection | {r['kb_per_connection']} KB |",
                      f"| {r['source']} | hold | idle CPU (heartbeats every 30 s) | {r['idle_cpu_fraction']:.1%} of a core |",
                      f"| {r['source']} | hold | broadcast to all, last receipt (median of {len(r['broadcasts'])}) | "
-                     f"{r['broadcast_last_ms_median']} ms, all received: {r['broadcast_all_received']} |"]
+                     f"{r['broadcast_last_ms_median']} ms, all received: {r['broadcast_all_received']} |",
+                     f"| {r['source']} | hold | broadcast to all with the clients stopped: all written | "
+                     f"{r['broadcast_to_buffers']['all_written_ms']} ms |"]
+        elif r["part"] == "floor":
+            rows.append(f"| | floor | a bare send() of a {r['frame_bytes']}-byte frame on loopback, no server | "
+                        f"{r['send_cpu_us']} us of CPU |")
         elif r["part"] == "post":
             rows.append(f"| {r['source']} | post | POST on node 1 to receipt on node 2 | "
                         f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms ({r['delivered']}/{r['expected']}) |")

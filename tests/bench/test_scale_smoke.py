@@ -18,7 +18,10 @@ def test_scale_accounting_adds_up(tmp_path: Path) -> None:
                              "--out", str(tmp_path)])
     bench = scale.Scale(args)
     assert bench.run() == 0
-    hold, post, storm = (next(r for r in bench.results.records if r["part"] == part) for part in ("hold", "post", "storm"))
+    floor, hold, post, storm = (next(r for r in bench.results.records if r["part"] == part)
+                                for part in ("floor", "hold", "post", "storm"))
+
+    assert floor["connections"] > 1000 and 0 < floor["send_cpu_us"] < 1000
 
     assert (hold["connect_joined"], hold["connect_failed"], hold["nodes"]) == (500, 0, 1)
     assert hold["broadcast_all_received"] and [b["received"] for b in hold["broadcasts"]] == [500, 500]
