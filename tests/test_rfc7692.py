@@ -322,6 +322,17 @@ def test_a_socket_s_own_message_in_the_middle_of_a_broadcast_stays_its_own() -> 
         client.deflater.release()
 
 
+def test_an_empty_broadcast_goes_plain_and_leaves_the_context_as_it_was() -> None:
+    room = [Client() for _ in range(3)]
+    broadcast(room, {"v2": CHAT})
+    context = room[0].deflater.context
+    assert broadcast(room, {"v2": ""}) == [text_frame("")] * len(room)
+    assert all(client.deflater.context is context for client in room)
+    broadcast(room, {"v2": CHAT})
+    for client in room:
+        client.deflater.release()
+
+
 def test_own_messages_binary_and_long_ones_too() -> None:
     deflater = ContextDeflater(15)
     data = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length

@@ -223,8 +223,9 @@ def _root_context(window_bits: int) -> DeflateContext:
 
 # A context that at least this many sockets hold is compressed from for each broadcast they get
 # (a fork, the result cached for them all): worth a compression of its own. Below it, contexts
-# take turns: per broadcast and window size, the first SMALL_CONTEXTS_KEPT of them met keep
-# theirs; the others are sent the message compressed alone, and share a context from then on.
+# take turns: per broadcast frame and root (one per compressor window: the agreed window bits,
+# at most CONTEXT_WINDOW_BITS), the first SMALL_CONTEXTS_KEPT of them met keep theirs; the
+# others are sent the message compressed alone, and share a context from then on.
 # Without the turns, the sockets left out of a broadcast (the sender of each broadcast_from,
 # one sent a long push of its own) split off, merge in small groups, and those grow in number,
 # each a compression per broadcast. A higher threshold costs bytes: more sockets are sent
@@ -234,7 +235,7 @@ GROUP_MIN_HOLDERS = 6
 # otherwise have one of them sent every message compressed alone, for no compression saved.
 SMALL_CONTEXTS_KEPT = 2
 # With a root and a broadcast's frame, the key of the broadcast's cache (see pubsub) that counts
-# the small contexts of that window size that kept theirs.
+# the small contexts of that root that kept theirs.
 _SMALL_CONTEXTS_KEPT = object()
 
 
@@ -249,7 +250,7 @@ class ContextDeflater:
 
     Sockets that were sent the same compressed messages share a context, so a broadcast to a
     room is compressed once per context, not once per socket (``compress_broadcast``). Each
-    broadcast costs, per window size, a compression per context held by ``GROUP_MIN_HOLDERS``
+    broadcast's frame costs, per root, a compression per context held by ``GROUP_MIN_HOLDERS``
     sockets or more, and at most ``SMALL_CONTEXTS_KEPT`` + 1 more: for the smaller contexts
     that keep theirs, and for the rest, sent it compressed alone (from the root), who then
     share a context again."""

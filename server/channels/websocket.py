@@ -430,9 +430,12 @@ class ContextDeflateWebSocket(DeflateWebSocket):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # The transport is gone: nothing more is sent, so nothing compressed (what a channel's
-        # terminate pushes is dropped).
-        super().connection_lost(exc)
-        self._deflater.release()
+        # terminate pushes is dropped). Released even if a channel's ending raised: a hold left
+        # behind would make the others on that context copy it for every broadcast.
+        try:
+            super().connection_lost(exc)
+        finally:
+            self._deflater.release()
 
 
 def deflate_class(agreement: rfc7692.Agreement) -> type[DeflateWebSocket]:
