@@ -97,7 +97,8 @@ class Client extends PhoenixClient {
         this.rejoinedAt = now();
         this.maxTries = Math.max(this.maxTries, this.tries + 1);
       } else {
-        const why = this.lastError || this.failure || 'unknown';
+        // Without the local address and port a bound connect's error names: one count per cause.
+        const why = (this.lastError || this.failure || 'unknown').replace(/ - Local \(.*\)$/, '');
         failedTries.set(why, (failedTries.get(why) || 0) + 1);
         this.lastError = null;
         this.tries += 1;
