@@ -1,9 +1,11 @@
 """RFC 6455 and RFC 7692 conformance: the whole Autobahn|Testsuite fuzzingclient case set
-(1.* to 13.*) against ``echo_server.py``, gossipy's websocket classes with an echo handler.
+(1.* to 13.*) against ``echo_server.py``, gossipy's websocket classes with an echo handler;
+and its compression cases (12.*, 13.*) again with context takeover.
 
 The suite runs through kosoku (PyPI): Autobahn's own case files, driven by a runner in Rust
 instead of Autobahn's Python 2 one. Every case must end OK or INFORMATIONAL (NON-STRICT would
-pass kosoku, not this test). ``summary.md`` beside this file is the last run's table.
+pass kosoku, not this test). ``summary.md`` and ``summary-context-takeover.md`` beside this
+file are the last runs' tables.
 
 Nearly all of the suite's time is 12.* and 13.*: 216 cases of 1,000 messages, each one
 compressed, sent and inflated by the client, then by the echo server: CPU work on both sides,
@@ -39,10 +41,31 @@ PAIRS = min(len(os.sched_getaffinity(0)), 4)
 TIMEOUT = 1800.0
 
 
+class Way(NamedTuple):
+    """How the echo servers compress, which cases run against them, and where the table goes."""
+
+    flags: list[str]
+    groups: tuple[str, ...] | None  # the case groups run (None: all of them)
+    summary: str
+
+
+WAYS = {
+    # Cases 1.* to 11.* do not offer permessage-deflate: they run once, against the default way.
+    "compress": Way(["--compress"], None, "summary.md"),
+    # endpoint.deflate_context_takeover: the same compression cases against the shared contexts.
+    "context takeover": Way(["--compress", "--context-takeover"], ("12", "13"), "summary-context-takeover.md"),
+}
+
+
+@pytest.fixture(params=list(WAYS))
+def way(request: pytest.FixtureRequest) -> Way:
+    return WAYS[request.param]
+
+
 @pytest.fixture
-def echo_servers() -> Iterator[list[str]]:
-    """The harness, with permessage-deflate on (cases 1.* to 11.* do not offer it): one per pair."""
-    processes = [subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), "--compress"],
+def echo_servers(way: Way) -> Iterator[list[str]]:
+    """The harness, compressing as ``way`` says: one per pair."""
+    processes = [subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), *way.flags],
                                   stdout=subprocess.PIPE, text=True) for _ in range(PAIRS)]
     try:
         urls = []
@@ -60,7 +83,7 @@ def echo_servers() -> Iterator[list[str]]:
             process.wait(timeout=10)
 
 
-def test_every_autobahn_case_is_ok_or_informational(echo_servers: list[str], tmp_path: Path) -> None:
+def test_every_autobahn_case_is_ok_or_informational(way: Way, echo_servers: list[str], tmp_path: Path) -> None:
     try:
         import kosoku  # noqa: F401  (only whether it is there: it runs in processes of its own)
     except ImportError:
@@ -72,6 +95,9 @@ def test_every_autobahn_case_is_ok_or_informational(echo_servers: list[str], tmp
         index = indexes[0]
         assert all(other == index for other in indexes), "the fuzzingclients list different cases"
         assert len(index) > 500  # 1.* to 13.*: 517 cases in kosoku 0.1.0
+        if way.groups is not None:
+            index = [case_id for case_id in index if case_id.split(".")[0] in way.groups]
+            assert len(index) > 200  # 12.* and 13.*: 216
         cases: queue.SimpleQueue[str] = queue.SimpleQueue()
         # The index backwards: 13.* and 12.* first (within a group, the messages grow with the
         # case number), then 11.* to 1.*, some 15 s in all, which fill in while the last big
@@ -95,7 +121,7 @@ def test_every_autobahn_case_is_ok_or_informational(echo_servers: list[str], tmp
     by_id = {r.case_id: r for client in clients for r in client.results}
     results = [by_id[case_id] for case_id in index if case_id in by_id]
     verdicts = collections.Counter((r.behavior, r.behavior_close) for r in results)
-    (HERE / "summary.md").write_text(_summary(results, verdicts, elapsed))
+    (HERE / way.summary).write_text(_summary(results, verdicts, elapsed, way))
     assert len(results) == sum(len(client.results) for client in clients), "a case ran twice"
     assert len(results) == len(index), f"cases that did not run: {sorted(set(index) - set(by_id))}"
     bad = [f"{r.case_id}: {r.behavior}/{r.behavior_close} {r.result} {r.result_close}"
@@ -169,14 +195,14 @@ class Client:
         return line
 
 
-def _summary(results: list[Result], verdicts: collections.Counter[tuple[str, str]], elapsed: float) -> str:
+def _summary(results: list[Result], verdicts: collections.Counter[tuple[str, str]], elapsed: float, way: Way) -> str:
     groups: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for r in results:
         groups[r.case_id.split(".")[0]][f"{r.behavior}/{r.behavior_close}"] += 1
     lines = ["# Autobahn|Testsuite against gossipy's websocket classes", "",
              "Written by `tests/autobahn/test_autobahn.py` (kosoku, the fuzzingclient case set, one case at a",
-             f"time in each of {PAIRS} fuzzingclients, each against an echo harness of its own with `compress`",
-             f"on): {len(results)} cases in {elapsed:.0f} s, the machine's load average then "
+             f"time in each of {PAIRS} fuzzingclients, each against an echo harness of its own run with",
+             f"`{' '.join(way.flags)}`): {len(results)} cases in {elapsed:.0f} s, the machine's load average then "
              "{:.1f} (1 min), {:.1f} (15 min).".format(*os.getloadavg()[::2]), "",
              "| cases | behavior/close: count |", "|---|---|"]
     for group in sorted(groups, key=int):
