@@ -166,6 +166,10 @@ class TcpProxy:
         # in _tasks): one loop step lets it register, to be cancelled with the others rather
         # than destroyed half-run when the loop closes.
         await asyncio.sleep(0)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancelled until they end, not once: asyncio.wait_for (3.11) swallows a cancellation
+        # that arrives as the connection to the target completes, and that task then goes on
+        # relaying (a CI run's teardown waited out its 10 s on one).
+        while self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.wait(list(self._tasks), timeout=0.5)
