@@ -379,7 +379,8 @@ def node(room: int, rate: int, seconds: float, rounds: int) -> list[dict[str, ob
                         after = _delivered(running, before[systems.MESSAGES_SENT] + shouts * (room + 1))
                         cpu = procs.cpu_seconds(running.proc.pid) - cpu_before
                         deliveries = after[systems.MESSAGES_SENT] - before[systems.MESSAGES_SENT]
-                        measured[way].append((cpu / deliveries * 1e6, (after[systems.BYTES_WRITTEN] - before[systems.BYTES_WRITTEN]) / deliveries))
+                        written = after[systems.BYTES_WRITTEN] - before[systems.BYTES_WRITTEN]
+                        measured[way].append((cpu / deliveries * 1e6, written / deliveries))
             plain_us = statistics.median(us for us, _ in measured["plain"])
             plain_bytes = statistics.median(b for _, b in measured["plain"])
             for way, values in measured.items():

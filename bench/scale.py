@@ -225,7 +225,7 @@ class Scale:
                 "join_cpu_us": round(join_cpu / joined * 1e6, 1),
                 "generators_join_cpu_us": round(generators_join_cpu / joined * 1e6, 1),
                 "rss_mb_before": round(sum(base.values()) / 2**20, 1), "rss_mb": round(sum(rss.values()) / 2**20, 1),
-                "kb_per_connection": round((sum(rss.values()) - sum(base.values())) / max(1, connected["joined"]) / 1024, 2),
+                "kb_per_connection": round((sum(rss.values()) - sum(base.values())) / joined / 1024, 2),
                 **idle, **fanout,
                 "note": None if nodes == 1 else (
                     f"a process may hold at most {self.fd_limit:,} descriptors here (the hard limit, which "

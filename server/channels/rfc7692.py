@@ -239,6 +239,15 @@ SMALL_CONTEXTS_KEPT = 2
 _SMALL_CONTEXTS_KEPT = object()
 
 
+def _cached(cache: dict[Any, Any], source: DeflateContext, frame: bytes) -> tuple[bytes, DeflateContext] | None:
+    """What the broadcast's ``frame`` compressed from ``source`` became, if a socket that held
+    ``source`` made it and the context after it is held still. A result whose holders all left
+    is not taken: it may be spent (its socket sent a frame of its own in the middle of the
+    broadcast, from an app's hook, and took it on)."""
+    result: tuple[bytes, DeflateContext] | None = cache.get((source, frame))
+    return result if result is not None and result[1].holders else None
+
+
 class ContextDeflater:
     """One socket's compressing with context takeover: which ``DeflateContext`` its client's
     window matches. A message may refer back into the ones this socket sent before it.
@@ -276,10 +285,8 @@ class ContextDeflater:
         subscribers): it keeps, per context, the compressed frame and the context after it, for
         the other sockets that hold the same context."""
         source = self.context
-        result: tuple[bytes, DeflateContext] | None = cache.get((source, frame))
-        # A result whose holders all left is not taken: it may be spent (its socket sent a frame
-        # of its own in the middle of the broadcast, from an app's hook, and took it on).
-        if result is None or not result[1].holders:
+        result = _cached(cache, source, frame)
+        if result is None:
             opcode, payload = frame_payload(frame)
             if not payload:
                 # Plain, as it adds nothing to the context, and needs no flush: zlib declines a
@@ -296,8 +303,8 @@ class ContextDeflater:
                         return self._compress_own(opcode, payload)
                 else:
                     source = self._root
-                    result = cache.get((source, frame))
-            if result is None or not result[1].holders:
+                    result = _cached(cache, source, frame)
+            if result is None:
                 compressed, after = source.compress(payload, sole_holder=False)
                 result = cache[source, frame] = (compressed_frame(opcode, compressed), after)
         self._move_to(result[1])

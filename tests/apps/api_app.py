@@ -3,8 +3,8 @@
 ``room:*``: the join answers with the connection's user id and pushes ``welcome`` right after
 its reply (``send_after(0, ...)``); ``whoami`` replies with the assigns; ``shout`` broadcasts,
 and each subscriber's copy passes ``handle_out`` (``to`` added, dropped for users who muted
-the sender); ``tell_others`` broadcasts ``told`` to everyone but the sender; ``remind`` pushes a ``reminder`` later unless ``forget`` cancels it; ``crash`` is
-a bug. Every end is recorded in ``ENDED`` for in-process tests.
+the sender); ``tell_others`` broadcasts ``told`` to everyone but the sender; ``remind``
+pushes a ``reminder`` later unless ``forget`` cancels it; ``crash`` is a bug. Every end is recorded in ``ENDED`` for in-process tests.
 """
 
 from __future__ import annotations
